@@ -1,0 +1,47 @@
+# ha-web developer entry points. Every target sets up what it needs.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEBIAN_PACKAGES := python3-venv nginx-light nftables iproute2 curl shellcheck cloud-init \
+	build-essential pkg-config libssl-dev libnl-3-dev libnl-genl-3-dev libsystemd-dev dpkg-dev util-linux
+
+.PHONY: setup system-packages test unit lint lab lab-up lab-down clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# Debian/Ubuntu packages the tests and the lab use (needs root).
+system-packages:
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEBIAN_PACKAGES)
+
+# Everything: unit tests, rendered-config checks, the real keepalived build, and the lab (root).
+test: system-packages setup
+	$(PY) -m pytest
+
+# Fast unit tests only, no root needed.
+unit: setup
+	$(PY) -m pytest -m "not lab"
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy .
+
+lab: system-packages setup
+	$(PY) -m lab drill
+
+lab-up: system-packages setup
+	$(PY) -m lab up
+
+lab-down: setup
+	$(PY) -m lab down
+
+clean:
+	rm -rf $(VENV) .cache lab-report bench-report .pytest_cache .mypy_cache .ruff_cache

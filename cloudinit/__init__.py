@@ -1,0 +1,1 @@
+"""Everything that goes onto a droplet: templates, scripts, the agent, and the renderer."""

@@ -1,0 +1,79 @@
+"""What cloud-init runs on a droplet, and in which order (docs/internals.md, "Boot order")."""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+from cloudinit import paths
+from cloudinit.inputs import DropletInputs
+
+BASE_PACKAGES = ["nginx", "nftables", "curl", "python3"]
+# keepalived's INSTALL lists these for Ubuntu; the build script needs nothing else.
+BUILD_PACKAGES = [
+    "build-essential",
+    "pkg-config",
+    "libssl-dev",
+    "libnl-3-dev",
+    "libnl-genl-3-dev",
+    "libsystemd-dev",
+]
+AGENT_UNITS = ["ha-web-peers.timer", "ha-web-reconcile.timer"]
+
+Command = list[str]
+
+
+def packages(inputs: DropletInputs) -> list[str]:
+    if inputs.settings.keepalived.source == "package":
+        return [*BASE_PACKAGES, "keepalived"]
+    return [*BASE_PACKAGES, *BUILD_PACKAGES]
+
+
+def system_users() -> list[object]:
+    """`default` keeps the image's usual login user; ours get no shell and no home."""
+    return [
+        "default",
+        {
+            "name": paths.AGENT_USER,
+            "system": True,
+            "shell": "/usr/sbin/nologin",
+            "no_create_home": True,
+        },
+        {
+            "name": paths.SCRIPT_USER,
+            "system": True,
+            "shell": "/usr/sbin/nologin",
+            "no_create_home": True,
+        },
+    ]
+
+
+def bootcmd(inputs: DropletInputs) -> list[Command]:
+    """Lock the metadata address to root on the very first boot, before packages or
+    secrets: user-data carries the failover token. firewall.nft replaces this table."""
+    metadata_ip = urlparse(inputs.settings.metadata_base_url).hostname
+    rule = (
+        "add table inet ha_web_boot { chain output { type filter hook output priority filter; "
+        f"ip daddr {metadata_ip} meta skuid != 0 drop; }} }}"
+    )
+    return [["cloud-init-per", "once", "ha-web-metadata-lock", "nft", rule]]
+
+
+def runcmd(inputs: DropletInputs) -> list[Command]:
+    pin = inputs.settings.keepalived
+    install_keepalived: list[Command] = (
+        [[paths.BUILD_KEEPALIVED, pin.url, pin.sha256, pin.version]]
+        if pin.source == "tarball"
+        else []
+    )
+    return [
+        ["systemctl", "daemon-reload"],
+        ["systemctl", "enable", "--now", "ha-web-firewall.service"],
+        ["systemd-tmpfiles", "--create", paths.TMPFILES],
+        ["ln", "-sfn", paths.NGINX_SITE, paths.NGINX_SITE_LINK],
+        ["rm", "-f", "/etc/nginx/sites-enabled/default"],
+        ["systemctl", "reload-or-restart", "nginx.service"],
+        *install_keepalived,
+        ["systemctl", "daemon-reload"],
+        ["systemctl", "enable", "--now", *AGENT_UNITS],
+        ["systemctl", "enable", "--now", "keepalived.service"],
+    ]

@@ -1,0 +1,87 @@
+"""Everything the templates print, computed in Python from a droplet's inputs."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from urllib.parse import urlparse
+
+from cloudinit import paths
+from cloudinit.inputs import DropletInputs
+from cloudinit.timing import settle_seconds
+
+PRIVATE_INTERFACE = "eth1"
+HTTP_PORT = 80
+
+
+def _number(value: float) -> str:
+    """keepalived and curl want 0.5 or 2, never 2.0."""
+    return f"{value:g}"
+
+
+def _networks(cidrs: tuple[str, ...], version: int) -> str:
+    nets = [n for n in (ipaddress.ip_network(c) for c in cidrs) if n.version == version]
+    return ", ".join(str(n) for n in nets)
+
+
+def template_context(inputs: DropletInputs) -> dict[str, object]:
+    s, node = inputs.settings, inputs.node
+    health = s.health
+    return {
+        "node_name": node.name,
+        "role": node.role,
+        "cluster_tag": s.cluster_tag,
+        "state": node.state,
+        "priority": node.priority,
+        "private_interface": PRIVATE_INTERFACE,
+        "router_id": s.vrrp.router_id,
+        "vrrp_version": s.vrrp.version,
+        "advert_interval": _number(s.vrrp.advert_interval),
+        "nopreempt": not s.vrrp.failback,
+        "auth_pass": inputs.vrrp_password if s.vrrp.version == 2 else None,
+        "health_interval": _number(health.interval),
+        "health_timeout": _number(health.timeout),
+        "health_fall": health.fall,
+        "health_rise": health.rise,
+        "health_path": health.path,
+        "health_url": f"http://127.0.0.1:{HTTP_PORT}{health.path}",
+        "admin_v4": _networks(s.admin_cidrs, 4),
+        "admin_v6": _networks(s.admin_cidrs, 6),
+        "metadata_ip": urlparse(s.metadata_base_url).hostname,
+        "peers_refresh_interval": s.agent.peers_refresh_interval,
+        "reconcile_interval": s.agent.reconcile_interval,
+        "agent": paths.AGENT,
+        "agent_user": paths.AGENT_USER,
+        "script_user": paths.SCRIPT_USER,
+        "check_nginx": paths.CHECK_NGINX,
+        "hold_file": paths.HOLD_FILE,
+        "peers_conf": paths.PEERS_CONF,
+        "data_dir": paths.DATA_DIR,
+        "state_dir": paths.STATE_DIR,
+        "web_root": paths.WEB_ROOT,
+    }
+
+
+def agent_config(inputs: DropletInputs) -> str:
+    """The agent's settings file (docs/internals.md). It holds no secret."""
+    s = inputs.settings
+    config = {
+        "api_base_url": s.api_base_url,
+        "metadata_base_url": s.metadata_base_url,
+        "reserved_ip": inputs.reserved_ip,
+        "cluster_tag": s.cluster_tag,
+        "droplet_name": inputs.node.name,
+        "priorities": {n.name: n.priority for n in inputs.nodes},
+        "token_file": paths.TOKEN,
+        "state_dir": paths.STATE_DIR,
+        "data_dir": paths.DATA_DIR,
+        "peers_conf": paths.PEERS_CONF,
+        "hold_file": paths.HOLD_FILE,
+        "keepalived_pid_file": paths.KEEPALIVED_PID,
+        "nft_table": "ha_web",
+        "health_port": HTTP_PORT,
+        "health_path": s.health.path,
+        "claim_timeout": float(s.agent.claim_timeout),
+        "settle_seconds": settle_seconds(s.vrrp),
+    }
+    return json.dumps(config, indent=2, sort_keys=True) + "\n"

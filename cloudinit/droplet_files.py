@@ -1,0 +1,74 @@
+"""The files cloud-init writes on a droplet: path, mode, owner and content."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+
+from cloudinit import paths
+from cloudinit.context import agent_config
+from cloudinit.inputs import DropletInputs
+
+Render = Callable[[str], str]
+
+
+@dataclass(frozen=True)
+class DropletFile:
+    path: str
+    content: str
+    permissions: str = "0644"
+    owner: str = "root:root"
+    defer: bool = False
+    """Written in cloud-init's final stage, after `users` made its owner."""
+
+    def as_cloud_config(self) -> dict[str, object]:
+        entry: dict[str, object] = {
+            "path": self.path,
+            "permissions": self.permissions,
+            "owner": self.owner,
+            "content": self.content,
+        }
+        if self.defer:
+            entry["defer"] = True
+        return entry
+
+
+def static_file(name: str) -> str:
+    return resources.files("cloudinit").joinpath("files", name).read_text(encoding="utf-8")
+
+
+def droplet_files(inputs: DropletInputs, render: Render) -> list[DropletFile]:
+    agent_owner = f"root:{paths.AGENT_USER}"
+    token_owner = f"{paths.AGENT_USER}:{paths.AGENT_USER}"
+    files = [
+        DropletFile(paths.AGENT, static_file("ha_web_agent.py"), "0755"),
+        DropletFile(paths.CHECK_NGINX, render("check-nginx.j2"), "0755"),
+        DropletFile(paths.FIREWALL, render("firewall.nft.j2")),
+        DropletFile(paths.KEEPALIVED_CONF, render("keepalived.conf.j2"), "0640"),
+        DropletFile(paths.PEERS_CONF, static_file("ha-web-peers.conf")),
+        DropletFile(paths.NGINX_SITE, render("nginx-site.j2")),
+        DropletFile(f"{paths.WEB_ROOT}/index.html", render("index.html.j2")),
+        DropletFile(paths.TMPFILES, static_file("ha-web-tmpfiles.conf")),
+        DropletFile(
+            f"{paths.SYSTEMD_DIR}/ha-web-firewall.service", static_file("ha-web-firewall.service")
+        ),
+        DropletFile(
+            f"{paths.SYSTEMD_DIR}/keepalived.service.d/ha-web.conf",
+            static_file("keepalived-ha-web.conf"),
+        ),
+        *(
+            DropletFile(f"{paths.SYSTEMD_DIR}/{unit}", render(f"{unit}.j2"))
+            for unit in (
+                "ha-web-peers.service",
+                "ha-web-peers.timer",
+                "ha-web-reconcile.service",
+                "ha-web-reconcile.timer",
+            )
+        ),
+        DropletFile(paths.AGENT_CONFIG, agent_config(inputs), "0640", agent_owner, defer=True),
+        DropletFile(paths.TOKEN, inputs.failover_token + "\n", "0600", token_owner, defer=True),
+    ]
+    if inputs.settings.keepalived.source == "tarball":
+        files.append(DropletFile(paths.BUILD_KEEPALIVED, static_file("build-keepalived"), "0755"))
+    return files

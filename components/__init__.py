@@ -1,0 +1,1 @@
+"""Pulumi code for ha-web: settings, node roles and the HaWebCluster component."""
