@@ -89,7 +89,7 @@ def _network(s: Settings) -> Iterator[str]:
 def _keepalived(s: Settings) -> Iterator[str]:
     k = s.keepalived
     match = _VERSION.match(k.version)
-    version_ok = bool(match) and tuple(int(g) for g in match.groups()) >= MIN_KEEPALIVED
+    version_ok = match is not None and tuple(int(g) for g in match.groups()) >= MIN_KEEPALIVED
     if not match:
         yield _bad("keepalivedVersion", k.version, "use a release number such as 2.3.4")
     elif not version_ok:

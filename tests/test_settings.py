@@ -17,7 +17,9 @@ from tests.stacks import MINIMAL, deploy_with
 def _problems(**settings: Any) -> tuple[list[str], LocalCloud]:
     cloud = LocalCloud()
     config = dict(MINIMAL)
-    config.update({f"ha-web:{k}": v if isinstance(v, str) else repr(v) for k, v in settings.items()})
+    config.update(
+        {f"ha-web:{k}": v if isinstance(v, str) else repr(v) for k, v in settings.items()}
+    )
     config = {k: v.replace("'", '"') for k, v in config.items()}
     with pytest.raises(SettingsError) as raised:
         deploy("dev", config, cloud)

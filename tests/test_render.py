@@ -1,0 +1,156 @@
+"""What the renderer writes onto a droplet, checked as text (fast; no tools needed)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import yaml
+
+from cloudinit import paths
+from tests.stacks import deploy_with, user_data_by_node, write_files
+
+
+def _primary(**settings: Any) -> str:
+    deployment = deploy_with(**settings)
+    return user_data_by_node(deployment)["ha-web-dev-0"]
+
+
+def test_keepalived_conf_runs_checks_unprivileged_and_notifies_the_agent_as_its_user() -> None:
+    conf = write_files(_primary())[paths.KEEPALIVED_CONF]["content"]
+    assert "enable_script_security" in conf
+    assert f"script_user {paths.SCRIPT_USER}" in conf
+    assert f'notify "{paths.AGENT} notify" {paths.AGENT_USER}' in conf
+    assert f"include {paths.PEERS_CONF}" in conf
+    assert re.search(r"track_file ha_web_hold \{\s+file \"/run/ha-web/hold\"", conf)
+    assert "init_file 1" in conf
+    assert "interface eth1" in conf
+    assert "no_virtual_ipaddress" in conf
+
+
+def test_health_and_vrrp_timings_come_from_settings_without_trailing_zeros() -> None:
+    files = write_files(
+        _primary(
+            healthInterval="2",
+            healthTimeout="1.5",
+            healthFall=4,
+            healthRise=5,
+            advertInterval="0.25",
+        )
+    )
+    conf = files[paths.KEEPALIVED_CONF]["content"]
+    for line in ("interval 2\n", "timeout 1.5\n", "fall 4\n", "rise 5\n", "advert_int 0.25\n"):
+        assert line in conf
+    check = files[paths.CHECK_NGINX]["content"]
+    assert "--max-time 1.5 http://127.0.0.1:80/healthz" in check
+
+
+def test_health_check_is_http_not_pidof() -> None:
+    files = write_files(_primary(healthPath="/status/ok"))
+    check = files[paths.CHECK_NGINX]["content"]
+    assert "http://127.0.0.1:80/status/ok" in check
+    assert "pidof" not in check
+    assert "location = /status/ok" in files[paths.NGINX_SITE]["content"]
+
+
+def test_firewall_allows_vrrp_only_from_peers_and_ssh_only_from_admin_cidrs() -> None:
+    closed = write_files(_primary())[paths.FIREWALL]["content"]
+    assert "ip protocol 112 ip saddr @vrrp_peers accept" in closed
+    assert "policy drop" in closed
+    assert "dport 22" not in closed, "no adminCidrs means SSH stays closed"
+    opened = write_files(_primary(adminCidrs=["198.51.100.7/32", "2001:db8::/48"]))[paths.FIREWALL][
+        "content"
+    ]
+    assert "elements = { 198.51.100.7/32 }" in opened
+    assert "elements = { 2001:db8::/48 }" in opened
+    assert "tcp dport 22 ip saddr @admin_v4 accept" in opened
+    assert "tcp dport 22 ip6 saddr @admin_v6 accept" in opened
+
+
+def test_metadata_is_locked_to_root_and_the_agent_user_from_the_first_boot() -> None:
+    document = yaml.safe_load(_primary(metadataBaseUrl="http://192.0.2.254"))
+    (bootcmd,) = document["bootcmd"]
+    assert bootcmd[:3] == ["cloud-init-per", "once", "ha-web-metadata-lock"]
+    assert "ip daddr 192.0.2.254 meta skuid != 0 drop" in bootcmd[-1]
+    firewall = {f["path"]: f for f in document["write_files"]}[paths.FIREWALL]["content"]
+    assert "ip daddr 192.0.2.254 meta skuid 0 accept" in firewall
+    assert 'ip daddr 192.0.2.254 meta skuid "ha-web" accept' in firewall
+    assert "ip daddr 192.0.2.254 drop" in firewall
+
+
+def test_boot_loads_the_firewall_before_keepalived_and_the_agent_start() -> None:
+    runcmd = yaml.safe_load(_primary())["runcmd"]
+    flat = [" ".join(c) for c in runcmd]
+    firewall = flat.index("systemctl enable --now ha-web-firewall.service")
+    build = next(i for i, c in enumerate(flat) if c.startswith(paths.BUILD_KEEPALIVED))
+    agent = flat.index("systemctl enable --now ha-web-peers.timer ha-web-reconcile.timer")
+    keepalived = flat.index("systemctl enable --now keepalived.service")
+    assert firewall < build < agent < keepalived
+
+
+def test_tarball_build_is_pinned_to_version_url_and_checksum() -> None:
+    document = yaml.safe_load(_primary())
+    build = next(c for c in document["runcmd"] if c[0] == paths.BUILD_KEEPALIVED)
+    assert build[1:] == [
+        "https://www.keepalived.org/software/keepalived-2.3.4.tar.gz",
+        "6afd95ddb7d3e0d3b8b8e5b3a489144131b61a01b06d29e883d0c44acc8a36bf",
+        "2.3.4",
+    ]
+    assert {"build-essential", "libssl-dev", "libnl-genl-3-dev", "libsystemd-dev"} <= set(
+        document["packages"]
+    )
+
+
+def test_package_source_installs_keepalived_and_builds_nothing() -> None:
+    document = yaml.safe_load(
+        _primary(
+            keepalivedSource="package",
+            vrrpVersion=2,
+            advertInterval=1,
+            healthInterval=1,
+            healthTimeout=1,
+        )
+    )
+    assert "keepalived" in document["packages"]
+    assert "build-essential" not in document["packages"]
+    assert not any(c[0] == paths.BUILD_KEEPALIVED for c in document["runcmd"])
+    assert paths.BUILD_KEEPALIVED not in {f["path"] for f in document["write_files"]}
+
+
+def test_agent_config_names_the_cluster_and_every_priority() -> None:
+    files = write_files(_primary(nodeCount=3))
+    config = json.loads(files[paths.AGENT_CONFIG]["content"])
+    assert config["priorities"] == {"ha-web-dev-0": 200, "ha-web-dev-1": 190, "ha-web-dev-2": 180}
+    assert config["cluster_tag"] == "ha-web-dev"
+    assert config["token_file"] == paths.TOKEN
+    assert config["settle_seconds"] >= 2.0
+    assert files[paths.AGENT_CONFIG]["owner"] == "root:ha-web"
+    assert files[paths.AGENT_CONFIG]["permissions"] == "0640"
+
+
+def test_agent_units_run_as_the_agent_user_and_apply_peers_as_root() -> None:
+    files = write_files(_primary())
+    peers = files["/etc/systemd/system/ha-web-peers.service"]["content"]
+    assert "User=ha-web" in peers
+    assert f"ExecStart={paths.AGENT} peers" in peers
+    assert f"ExecStartPost=+{paths.AGENT} apply-peers" in peers
+    reconcile = files["/etc/systemd/system/ha-web-reconcile.service"]["content"]
+    assert "User=ha-web" in reconcile
+    timer = files["/etc/systemd/system/ha-web-reconcile.timer"]["content"]
+    assert "OnUnitActiveSec=10s" in timer
+
+
+def test_page_names_the_node_and_its_role() -> None:
+    deployment = deploy_with(nodeCount=3)
+    for name, user_data in user_data_by_node(deployment).items():
+        page = write_files(user_data)[f"{paths.WEB_ROOT}/index.html"]["content"]
+        role = "Primary" if name.endswith("-0") else f"Secondary {name[-1]}"
+        assert f"<h1>{role}</h1>" in page
+        assert f'content="{name}"' in page
+
+
+def test_files_with_owners_created_by_cloud_init_are_deferred() -> None:
+    for entry in write_files(_primary()).values():
+        owner = entry["owner"]
+        assert entry.get("defer", False) == (owner != "root:root"), entry["path"]

@@ -1,0 +1,84 @@
+"""Every rendered user-data passes the tools that will consume it: cloud-init's schema,
+nginx -t, nft --check and shellcheck."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cloudinit import paths
+from tests.rendered import example_user_data, tool
+from tests.stacks import write_files
+
+NODES = sorted(example_user_data())
+_SHELLS = ("/sh", "/bash", " sh", " bash")
+
+
+@pytest.mark.parametrize("node", NODES)
+def test_user_data_passes_the_cloud_init_schema(node: str, tmp_path: Path) -> None:
+    document = tmp_path / "user-data.yaml"
+    document.write_text(example_user_data()[node])
+    result = subprocess.run(
+        [tool("cloud-init"), "schema", "-c", str(document), "--annotate"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Valid cloud-config" in result.stdout
+
+
+def test_cloud_init_schema_check_catches_a_broken_document(tmp_path: Path) -> None:
+    broken = tmp_path / "user-data.yaml"
+    broken.write_text(example_user_data()[NODES[0]].replace("permissions: '0600'", "mode: 600"))
+    result = subprocess.run(
+        [tool("cloud-init"), "schema", "-c", str(broken)], capture_output=True, check=False
+    )
+    assert result.returncode != 0
+
+
+@pytest.mark.parametrize("node", NODES)
+def test_nginx_accepts_the_site(node: str, tmp_path: Path) -> None:
+    site = tmp_path / "ha-web.conf"
+    site.write_text(write_files(example_user_data()[node])[paths.NGINX_SITE]["content"])
+    wrapper = tmp_path / "nginx.conf"
+    wrapper.write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\n"
+        "events {}\n"
+        f"http {{\n  access_log off;\n  include /etc/nginx/mime.types;\n  include {site};\n}}\n"
+    )
+    result = subprocess.run(
+        [tool("nginx"), "-t", "-q", "-c", str(wrapper), "-p", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("node", NODES)
+def test_shell_scripts_pass_shellcheck(node: str, tmp_path: Path) -> None:
+    files = write_files(example_user_data()[node])
+    scripts = [p for p, f in files.items() if f["content"].split("\n", 1)[0].endswith(_SHELLS)]
+    assert paths.CHECK_NGINX in scripts
+    for index, path in enumerate(scripts):
+        script = tmp_path / f"script-{index}"
+        script.write_text(files[path]["content"])
+        result = subprocess.run(
+            [tool("shellcheck"), str(script)], capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, f"{path}:\n{result.stdout}"
+
+
+@pytest.mark.parametrize("node", NODES)
+def test_firewall_ruleset_parses(node: str, tmp_path: Path) -> None:
+    ruleset = tmp_path / "firewall.nft"
+    content = write_files(example_user_data()[node])[paths.FIREWALL]["content"]
+    # nft --check resolves user names; this host has no ha-web user, root stands in.
+    ruleset.write_text(content.replace('meta skuid "ha-web"', 'meta skuid "root"'))
+    result = subprocess.run(
+        [tool("nft"), "--check", "-f", str(ruleset)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
