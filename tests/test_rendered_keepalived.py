@@ -1,0 +1,115 @@
+"""Every rendered keepalived.conf passes keepalived 2.3.4's own checks, inside a network
+namespace that has the droplet's interfaces and a mount namespace holding the droplet's
+files at their real paths. The keepalived is the one the project's build script built
+from Debian's copy of the pinned release tarball, not the host's package."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from cloudinit import paths
+from lab.sandbox import Interface, droplet_network, network_namespace, run_in_sandbox
+from lab.user_data import create_users, parse, write_files
+from tests.rendered import example_user_data
+
+pytestmark = pytest.mark.lab
+NODES = sorted(example_user_data())
+PEERS = "unicast_src_ip 10.77.0.10\nunicast_peer {\n    10.77.0.11\n}\n"
+# keepalived's --config-test discards these run-time complaints; a short real run shows them.
+RUNTIME_COMPLAINTS = ("ignoring", "disabling", "cannot be accessed", "SECURITY VIOLATION")
+
+
+def _stage(user_data: str, root: Path) -> Path:
+    config = parse(user_data)
+    create_users(config, root)
+    write_files(config, root, deferred=False)
+    write_files(config, root, deferred=True)
+    # What systemd-tmpfiles makes from the droplet's tmpfiles.d entry.
+    state_dir = root / paths.STATE_DIR.lstrip("/")
+    state_dir.mkdir(parents=True)
+    agent = next(
+        l for l in (root / "etc/passwd").read_text().splitlines() if l.startswith("ha-web:")
+    )
+    os.chown(state_dir, int(agent.split(":")[2]), int(agent.split(":")[3]))
+    return root
+
+
+@contextmanager
+def _droplet_namespace() -> Iterator[str]:
+    tag = uuid.uuid4().hex[:6]
+    with (
+        network_namespace(f"hwk-peer-{tag}") as peer,
+        droplet_network(
+            f"hwk-{tag}",
+            peer,
+            [
+                Interface("eth0", "198.51.100.10/24", f"pub{tag}"),
+                Interface("eth1", "10.77.0.10/24", f"prv{tag}"),
+            ],
+        ) as droplet,
+    ):
+        yield droplet
+
+
+def _config_test(keepalived: Path, root: Path) -> subprocess.CompletedProcess[str]:
+    with _droplet_namespace() as namespace:
+        return run_in_sandbox(
+            namespace, [str(keepalived), "--config-test", "-f", paths.KEEPALIVED_CONF], root
+        )
+
+
+@pytest.mark.parametrize("node", NODES)
+def test_config_passes_before_the_peers_are_known(
+    node: str, keepalived_binary: Path, tmp_path: Path
+) -> None:
+    root = _stage(example_user_data()[node], tmp_path / "root")
+    result = _config_test(keepalived_binary, root)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("node", NODES)
+def test_config_passes_with_the_peers_file_the_agent_writes(
+    node: str, keepalived_binary: Path, tmp_path: Path
+) -> None:
+    root = _stage(example_user_data()[node], tmp_path / "root")
+    (root / paths.PEERS_CONF.lstrip("/")).write_text(PEERS)
+    result = _config_test(keepalived_binary, root)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_config_test_catches_a_broken_config(keepalived_binary: Path, tmp_path: Path) -> None:
+    root = _stage(example_user_data()[NODES[0]], tmp_path / "root")
+    conf = root / paths.KEEPALIVED_CONF.lstrip("/")
+    conf.write_text(conf.read_text().replace("no_virtual_ipaddress", ""))
+    assert _config_test(keepalived_binary, root).returncode != 0
+
+
+@pytest.mark.parametrize("node", [n for n in NODES if n.startswith("dev/")])
+def test_keepalived_runs_the_config_and_notifies_the_agent_as_its_user(
+    node: str, keepalived_binary: Path, tmp_path: Path
+) -> None:
+    root = _stage(example_user_data()[node], tmp_path / "root")
+    (root / paths.PEERS_CONF.lstrip("/")).write_text(PEERS)
+    run = f"timeout 3 {keepalived_binary} -n -l -D -f {paths.KEEPALIVED_CONF}"
+    show_state = f"stat -c %U {paths.STATE_DIR}/state.json; cat {paths.STATE_DIR}/state.json"
+    with _droplet_namespace() as namespace:
+        result = run_in_sandbox(namespace, ["sh", "-c", f"{run}; {show_state}"], root)
+    log = result.stdout + result.stderr
+    assert "Startup complete" in log, log
+    for complaint in RUNTIME_COMPLAINTS:
+        assert complaint not in log, log
+    # Held (no peers confirmed by the agent yet), the node is FAULT, and keepalived told the
+    # agent so by running it as the agent's user; the timeout's SIGTERM then says STOP.
+    assert "tracked file ha_web_hold" in log
+    owner, state = result.stdout.split("\n", 1)
+    assert owner == paths.AGENT_USER
+    recorded = json.loads(state)
+    assert (recorded["previous"], recorded["state"]) == ("FAULT", "STOP"), recorded
