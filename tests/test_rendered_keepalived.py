@@ -35,10 +35,9 @@ def _stage(user_data: str, root: Path) -> Path:
     # What systemd-tmpfiles makes from the droplet's tmpfiles.d entry.
     state_dir = root / paths.STATE_DIR.lstrip("/")
     state_dir.mkdir(parents=True)
-    agent = next(
-        l for l in (root / "etc/passwd").read_text().splitlines() if l.startswith("ha-web:")
-    )
-    os.chown(state_dir, int(agent.split(":")[2]), int(agent.split(":")[3]))
+    passwd = (root / "etc/passwd").read_text().splitlines()
+    agent = next(line for line in passwd if line.startswith(f"{paths.AGENT_USER}:")).split(":")
+    os.chown(state_dir, int(agent[2]), int(agent[3]))
     return root
 
 
