@@ -69,9 +69,13 @@ def runcmd(inputs: DropletInputs) -> list[Command]:
         ["systemctl", "daemon-reload"],
         ["systemctl", "enable", "--now", "ha-web-firewall.service"],
         ["systemd-tmpfiles", "--create", paths.TMPFILES],
+        # The agent's launcher imports this compiled copy (as root: ha-web cannot write there).
+        ["/usr/bin/python3", "-m", "py_compile", paths.AGENT_MODULE],
         ["ln", "-sfn", paths.NGINX_SITE, paths.NGINX_SITE_LINK],
         ["rm", "-f", "/etc/nginx/sites-enabled/default"],
-        ["systemctl", "reload-or-restart", "nginx.service"],
+        # Restart, not reload: only a start runs the drop-in's ExecStartPost that tells keepalived
+        # nginx is up, and apt started nginx before systemd-tmpfiles made its directory.
+        ["systemctl", "restart", "nginx.service"],
         *install_keepalived,
         ["systemctl", "daemon-reload"],
         ["systemctl", "enable", "--now", *AGENT_UNITS],

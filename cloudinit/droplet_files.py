@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -11,6 +13,8 @@ from cloudinit.context import agent_config
 from cloudinit.inputs import DropletInputs
 
 Render = Callable[[str], str]
+AGENT_SOURCE = "ha_web_agent.py"
+AGENT_ARCHIVE = f"{AGENT_SOURCE}.gz"
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,8 @@ class DropletFile:
     owner: str = "root:root"
     defer: bool = False
     """Written in cloud-init's final stage, after `users` made its owner."""
+    encoding: str | None = None
+    """How cloud-init decodes `content`, e.g. `gz+b64`."""
 
     def as_cloud_config(self) -> dict[str, object]:
         entry: dict[str, object] = {
@@ -29,6 +35,8 @@ class DropletFile:
             "owner": self.owner,
             "content": self.content,
         }
+        if self.encoding:
+            entry["encoding"] = self.encoding
         if self.defer:
             entry["defer"] = True
         return entry
@@ -38,11 +46,29 @@ def static_file(name: str) -> str:
     return resources.files("cloudinit").joinpath("files", name).read_text(encoding="utf-8")
 
 
+def packed_agent() -> str:
+    """The agent, gzip+base64. As text it would take most of DigitalOcean's 64 KiB of user-data.
+
+    The archive is committed rather than compressed here: zlib builds differ (zlib-ng), and
+    different bytes from another machine would change every droplet's user-data, which
+    replaces the droplets."""
+    files = resources.files("cloudinit").joinpath("files")
+    archive = files.joinpath(AGENT_ARCHIVE).read_bytes()
+    if gzip.decompress(archive) != files.joinpath(AGENT_SOURCE).read_bytes():
+        raise RuntimeError(
+            f"cloudinit/files/{AGENT_ARCHIVE} is not {AGENT_SOURCE} compressed. After changing "
+            f"the agent run: gzip -9nc cloudinit/files/{AGENT_SOURCE} > "
+            f"cloudinit/files/{AGENT_ARCHIVE}, and commit both"
+        )
+    return base64.b64encode(archive).decode("ascii")
+
+
 def droplet_files(inputs: DropletInputs, render: Render) -> list[DropletFile]:
     agent_owner = f"root:{paths.AGENT_USER}"
     token_owner = f"{paths.AGENT_USER}:{paths.AGENT_USER}"
     files = [
-        DropletFile(paths.AGENT, static_file("ha_web_agent.py"), "0755"),
+        DropletFile(paths.AGENT, render("ha-web-agent.j2"), "0755"),
+        DropletFile(paths.AGENT_MODULE, packed_agent(), encoding="gz+b64"),
         DropletFile(paths.CHECK_NGINX, render("check-nginx.j2"), "0755"),
         DropletFile(paths.FIREWALL, render("firewall.nft.j2")),
         DropletFile(paths.KEEPALIVED_CONF, render("keepalived.conf.j2"), "0640"),
@@ -57,6 +83,7 @@ def droplet_files(inputs: DropletInputs, render: Render) -> list[DropletFile]:
             f"{paths.SYSTEMD_DIR}/keepalived.service.d/ha-web.conf",
             static_file("keepalived-ha-web.conf"),
         ),
+        DropletFile(paths.NGINX_DROPIN, render("nginx-ha-web.conf.j2")),
         *(
             DropletFile(f"{paths.SYSTEMD_DIR}/{unit}", render(f"{unit}.j2"))
             for unit in (

@@ -94,6 +94,10 @@ class Node:
         return self.root / "run" / "hold"
 
     @property
+    def maintenance_file(self) -> Path:
+        return self.root / "run" / "maintenance"
+
+    @property
     def keepalived_pid_file(self) -> Path:
         return self.root / "run" / "keepalived.pid"
 
@@ -111,6 +115,7 @@ class Node:
             "data_dir": str(self.root / "lib"),
             "peers_conf": str(self.peers_conf),
             "hold_file": str(self.hold_file),
+            "maintenance_file": str(self.maintenance_file),
             "keepalived_pid_file": str(self.keepalived_pid_file),
             "nft_table": "ha_web_test",
             "health_port": 80,

@@ -323,3 +323,36 @@ def test_a_bad_setting_is_named_and_exits_2(cloud: Cloud, node: Node) -> None:
     assert run.code == 2
     assert "'claim_timeout' must be a positive number, got 'soon'" in run.log
     assert cloud.emulator.calls() == []
+
+
+def test_a_clean_failover_takes_at_most_four_api_calls_and_no_metadata_call(
+    cloud: Cloud, node: Node
+) -> None:
+    cloud.emulator.assign_now(RESERVED_IP, cloud.droplets[1].id)
+    node.set_state("BACKUP", for_seconds=50.0, previous=None)
+
+    run = node.run("notify", "INSTANCE", "ha_web", "MASTER", "200")
+
+    assert run.code == 0, run.log
+    assert cloud.holder() == node.droplet.id
+    assert [(c.method, c.path) for c in cloud.emulator.calls()] == [
+        ("GET", RESERVED),
+        ("POST", f"{RESERVED}/actions"),
+    ]
+    assert len(cloud.emulator.calls()) <= 4
+    assert cloud.emulator.calls(path="/metadata/*") == []
+
+
+def test_notify_as_keepalived_runs_it_posts_the_assign_without_a_settle_wait(
+    cloud: Cloud, node: Node
+) -> None:
+    node.configure(settle_seconds=5.0)
+    node.set_state("BACKUP", for_seconds=50.0, previous=None)
+
+    started = time.time()
+    proc = node.spawn("notify", "INSTANCE", "ha_web", "MASTER", "200")
+    _, log = proc.communicate(timeout=10)
+
+    assert proc.returncode == 0, log
+    (post,) = cloud.emulator.calls("POST", ACTIONS)
+    assert post.time - started < 2.0, "a long BACKUP claims at once, without settle_seconds"

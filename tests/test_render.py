@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import re
+import subprocess
+from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
-from cloudinit import paths
+from cloudinit import droplet_files, paths
+from cloudinit.files import ha_web_agent as agent
+from lab import unit_files
 from tests.stacks import deploy_with, user_data_by_node, write_files
 
 
@@ -154,3 +161,103 @@ def test_files_with_owners_created_by_cloud_init_are_deferred() -> None:
     for entry in write_files(_primary()).values():
         owner = entry["owner"]
         assert entry.get("defer", False) == (owner != "root:root"), entry["path"]
+
+
+def test_nginx_drop_in_flips_keepalived_track_file_on_every_start_and_stop(
+    tmp_path: Path,
+) -> None:
+    dropin = write_files(_primary())[paths.NGINX_DROPIN]
+    sections = unit_files.parse(dropin["content"])["Service"]
+    assert set(sections) == {"ExecStartPost", "ExecStopPost"}, "a reload must not flip it"
+    down = tmp_path / "nginx-down"
+    for key, value in (("ExecStopPost", "1\n"), ("ExecStartPost", "0\n")):
+        (line,) = sections[key]
+        command = unit_files.command(line.replace(paths.NGINX_DOWN_FILE, str(down)), {})
+        assert command.ignore_failure, "nginx must start even before the directory exists"
+        assert not command.as_root
+        subprocess.run(command.argv, check=True)
+        assert down.read_text() == value
+    assert dropin["owner"] == "root:root"
+
+
+def test_keepalived_goes_fault_on_nginx_down_and_maintenance_track_files() -> None:
+    conf = write_files(_primary())[paths.KEEPALIVED_CONF]["content"]
+    for name, path in (
+        ("ha_web_nginx_down", paths.NGINX_DOWN_FILE),
+        ("ha_web_maintenance", paths.MAINTENANCE_FILE),
+    ):
+        block = re.search(rf"track_file {name} \{{(.*?)\}}", conf, re.S)
+        assert block, name
+        assert f'file "{path}"' in block[1]
+        assert re.search(r"^\s*weight 0\b", block[1], re.M), "weight 0: non-zero means FAULT"
+        assert "init_file" not in block[1], "tmpfiles makes the file; no file means 0"
+    tracked = re.search(r"^    track_file \{(.*?)\}", conf, re.S | re.M)
+    assert tracked
+    assert tracked[1].split() == ["ha_web_hold", "ha_web_nginx_down", "ha_web_maintenance"]
+
+
+def test_tmpfiles_makes_the_track_files_root_writes_in_a_directory_only_root_owns() -> None:
+    content = write_files(_primary())[paths.TMPFILES]["content"]
+    entries = {
+        line.split()[1]: " ".join(line.split())
+        for line in content.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert entries[paths.MAINTENANCE_FILE] == f"f {paths.MAINTENANCE_FILE} 0644 ha-web ha-web - 0"
+    assert entries[paths.ROOT_STATE_DIR] == f"d {paths.ROOT_STATE_DIR} 0755 root root -"
+    assert entries[paths.NGINX_DOWN_FILE] == f"f {paths.NGINX_DOWN_FILE} 0644 root root - 1"
+    assert paths.NGINX_DOWN_FILE.startswith(paths.ROOT_STATE_DIR + "/")
+    assert not paths.ROOT_STATE_DIR.startswith(paths.STATE_DIR + "/"), "ha-web owns STATE_DIR"
+
+
+def test_boot_restarts_nginx_once_its_drop_in_and_track_file_directory_exist() -> None:
+    flat = [" ".join(c) for c in yaml.safe_load(_primary())["runcmd"]]
+    reload_units = flat.index("systemctl daemon-reload")
+    tmpfiles = flat.index(f"systemd-tmpfiles --create {paths.TMPFILES}")
+    nginx = flat.index("systemctl restart nginx.service")
+    assert reload_units < nginx
+    assert tmpfiles < nginx
+    assert not any("reload" in c and "nginx" in c for c in flat), "a reload skips ExecStartPost"
+
+
+def test_agent_launcher_imports_the_module_that_boot_compiles_before_any_agent_runs() -> None:
+    document = yaml.safe_load(_primary())
+    files = {f["path"]: f for f in document["write_files"]}
+    launcher = files[paths.AGENT]["content"]
+    assert launcher.startswith("#!/usr/bin/python3 -I\n")
+    assert f'sys.path.append("{paths.LIB_DIR}")' in launcher
+    assert "from ha_web_agent import main" in launcher
+    module = files[paths.AGENT_MODULE]
+    assert module["encoding"] == "gz+b64"
+    source = Path(agent.__file__).read_bytes()
+    assert gzip.decompress(base64.b64decode(module["content"])) == source
+    flat = [" ".join(c) for c in document["runcmd"]]
+    compiled = flat.index(f"/usr/bin/python3 -m py_compile {paths.AGENT_MODULE}")
+    agent_units = flat.index("systemctl enable --now ha-web-peers.timer ha-web-reconcile.timer")
+    assert compiled < agent_units
+
+
+def test_a_stale_agent_archive_stops_the_render_with_the_command_that_fixes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(droplet_files, "AGENT_SOURCE", "build-keepalived")
+
+    with pytest.raises(RuntimeError, match=r"gzip -9nc cloudinit/files/build-keepalived"):
+        droplet_files.packed_agent()
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_user_data_fits_digitaloceans_64_kib_limit_at_the_largest_cluster(stack: str) -> None:
+    deployment = deploy_with(
+        stack,
+        nodeCount=10,
+        adminCidrs=["198.51.100.0/24", "2001:db8::/48"],
+        sshKeys=["aa:bb:cc:dd:ee:ff:00:11:22:33:44:55:66:77:88:99"],
+    )
+    for name, user_data in user_data_by_node(deployment).items():
+        assert len(user_data.encode()) <= 64 * 1024, name
+
+
+def test_agent_config_names_the_maintenance_file() -> None:
+    config = json.loads(write_files(_primary())[paths.AGENT_CONFIG]["content"])
+    assert config["maintenance_file"] == paths.MAINTENANCE_FILE

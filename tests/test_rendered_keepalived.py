@@ -5,6 +5,8 @@ from Debian's copy of the pinned release tarball, not the host's package."""
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import os
 import subprocess
@@ -32,12 +34,23 @@ def _stage(user_data: str, root: Path) -> Path:
     create_users(config, root)
     write_files(config, root, deferred=False)
     write_files(config, root, deferred=True)
+    # cloud-init decodes `encoding: gz+b64` entries (the agent); lab.user_data writes them as given.
+    for entry in config.write_files:
+        if entry.get("encoding") == "gz+b64":
+            packed = base64.b64decode(entry["content"])
+            (root / entry["path"].lstrip("/")).write_bytes(gzip.decompress(packed))
     # What systemd-tmpfiles makes from the droplet's tmpfiles.d entry.
     state_dir = root / paths.STATE_DIR.lstrip("/")
     state_dir.mkdir(parents=True)
     passwd = (root / "etc/passwd").read_text().splitlines()
     agent = next(line for line in passwd if line.startswith(f"{paths.AGENT_USER}:")).split(":")
     os.chown(state_dir, int(agent[2]), int(agent[3]))
+    # ... and its track files: maintenance off, nginx up (its drop-in's ExecStartPost wrote 0).
+    maintenance = root / paths.MAINTENANCE_FILE.lstrip("/")
+    maintenance.write_text("0")
+    os.chown(maintenance, int(agent[2]), int(agent[3]))
+    (root / paths.ROOT_STATE_DIR.lstrip("/")).mkdir()
+    (root / paths.NGINX_DOWN_FILE.lstrip("/")).write_text("0\n")
     return root
 
 
