@@ -53,7 +53,7 @@ def bootcmd(inputs: DropletInputs) -> list[Command]:
     metadata_ip = urlparse(inputs.settings.metadata_base_url).hostname
     rule = (
         "add table inet ha_web_boot { chain output { type filter hook output priority filter; "
-        f"ip daddr {metadata_ip} meta skuid != 0 drop; }} }}"
+        f"ip daddr {metadata_ip} meta skuid != 0 drop; }}; }}"
     )
     return [["cloud-init-per", "once", "ha-web-metadata-lock", "nft", rule]]
 

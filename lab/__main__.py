@@ -1,0 +1,208 @@
+"""`python -m lab`: the local lab.
+
+drill                 boot the dev stack, run the failover scenarios, print and write the report
+run --user-data F...  the same drill with your own #cloud-config files
+up / down             keep a lab running to poke at; tear it down (from any shell)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from lab.cluster import Lab, LabError
+from lab.droplet import REPO, DropletError
+from lab.keepalived_source import KeepalivedSourceError
+from lab.plot import plot_timeline
+from lab.report import render_timeline, table, timeline, write_json
+from lab.scenarios import SCENARIOS, Result
+from lab.spec import LabSpec, SpecError, from_stack, from_user_data
+from lab.state import LAB_ROOT, LabState, saved_labs, tear_down
+from lab.topology import API_IP, METADATA_IP
+
+DEFAULT_LATENCY = 2.0
+UP_TIMEOUT = 180.0
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGHUP end the lab like Ctrl-C: through its clean-up, not around it."""
+
+    def stop(signum: int, _: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
+
+
+def _need_root() -> None:
+    if os.geteuid() != 0:
+        raise SystemExit(
+            "the lab needs root: it makes network namespaces, mounts and nftables rules. "
+            "Run it as root (sudo make lab)."
+        )
+
+
+def drill(spec: LabSpec, latency: float, report_dir: Path, quiet: bool) -> int:
+    echo = (lambda _: None) if quiet else print
+    print(f"lab: deploying {spec.source}: {', '.join(d.name for d in spec.droplets)}")
+    with Lab(spec, latency, echo) as lab:
+        start = time.time()
+        print(f"lab: the client polls http://{spec.reserved_ip}/ every 50 ms")
+        results: list[Result] = []
+        for scenario in SCENARIOS:
+            try:
+                results.append(scenario(lab))
+            except (LabError, DropletError) as error:
+                print(f"lab: {scenario.__name__} could not run: {error}", file=sys.stderr)
+                break
+            print(f"lab: {results[-1].title}: done")
+        lines = timeline(lab, start)
+        print("\nTimeline\n" + render_timeline(lines, start))
+        print(f"\nDrill (emulated action latency {latency:.1f} s)\n" + table(results))
+        write_json(report_dir / "report.json", lab, results, lines, start)
+        plot_timeline(
+            report_dir / "timeline.png", lab.samples(start), results, list(lab.droplets), start
+        )
+        for droplet in lab.droplets.values():
+            journal = report_dir / "journals" / f"{droplet.name}.log"
+            journal.parent.mkdir(parents=True, exist_ok=True)
+            journal.write_text(droplet.journal(), encoding="utf-8")
+        print(f"\nlab: wrote {report_dir / 'report.json'}, {report_dir / 'timeline.png'}")
+        print(f"lab: each droplet's journal is in {report_dir / 'journals'}")
+    print("lab: torn down")
+    return 0 if len(results) == len(SCENARIOS) and all(r.ok for r in results) else 1
+
+
+def hints(lab: Lab) -> list[str]:
+    client = lab.topology.client
+    lines = [
+        f"reserved IP {lab.spec.reserved_ip} is on {lab.holder() or 'nobody yet'}",
+        f"curl it:        ip netns exec {client} curl -si http://{lab.spec.reserved_ip}/",
+        f"the emulator:   ip netns exec {client} curl -s http://{API_IP}/_lab/state",
+        f"                (faults, token, latency: see ADMIN_ROUTES in lab/emulator.py; "
+        f"metadata at http://{METADATA_IP})",
+    ]
+    for droplet in lab.droplets.values():
+        lines += [
+            f"{droplet.name}: a shell inside: nsenter -t {droplet.init_pid} -a bash",
+            f"    systemctl:  nsenter -t {droplet.init_pid} -a env PYTHONPATH={REPO} "
+            f"{sys.executable} -m lab.systemctl status nginx keepalived",
+            f"    journal:    {droplet.root}/var/log/lab-journal.log",
+        ]
+    lines.append("tear it down:   make lab-down (python -m lab down)")
+    return lines
+
+
+def serve(spec: LabSpec, latency: float) -> int:
+    """The process behind `up`: runs the lab until `down` sends SIGTERM."""
+    with Lab(spec, latency, print) as lab:
+        lab.wait_serving(spec.primary, latency + 60)
+        lab.state.hints = hints(lab)
+        lab.state.ready = True
+        lab.state.save()
+        print("lab: up", flush=True)
+        while True:
+            time.sleep(3600)
+
+
+def up(args: argparse.Namespace) -> int:
+    if saved_labs():
+        print("lab: a lab is already up; `make lab-down` first.", file=sys.stderr)
+        return 1
+    LAB_ROOT.mkdir(parents=True, exist_ok=True)
+    log = LAB_ROOT / "up.log"
+    argv = [sys.executable, "-m", "lab", "serve", "--stack", args.stack]
+    argv += ["--latency", str(args.latency)]
+    for path in args.user_data or []:
+        argv += ["--user-data", str(Path(path).resolve())]
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    deadline = time.monotonic() + UP_TIMEOUT
+    while time.monotonic() < deadline:
+        ready = [s for s in saved_labs() if s.ready and s.owner[0] == process.pid]
+        if ready:
+            print("lab: up. " + "\n  ".join(["", *ready[0].hints]))
+            return 0
+        if process.poll() is not None:
+            print(f"lab: up failed (exit {process.returncode}); see {log}:", file=sys.stderr)
+            print(log.read_text()[-3000:], file=sys.stderr)
+            return 1
+        time.sleep(0.5)
+    print(f"lab: not up after {UP_TIMEOUT:.0f} s; see {log}. Tearing down.", file=sys.stderr)
+    down()
+    return 1
+
+
+def down() -> int:
+    states: list[LabState] = saved_labs()
+    (LAB_ROOT / "up.log").unlink(missing_ok=True)
+    if not states:
+        print("lab: no lab is up.")
+    for state in states:
+        for line in tear_down(state):
+            print(f"lab: {line}")
+        print(f"lab: {state.prefix} torn down")
+    return 0
+
+
+def spec_from(args: argparse.Namespace) -> LabSpec:
+    if getattr(args, "user_data", None):
+        return from_user_data([Path(p) for p in args.user_data])
+    return from_stack(args.stack)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("drill", "run the failover drill on a stack (default dev)"),
+        ("run", "run the drill on your own #cloud-config files"),
+        ("up", "start a lab and leave it running"),
+        ("serve", argparse.SUPPRESS),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("--stack", default="dev", help="Pulumi stack to deploy (default dev)")
+        sub.add_argument(
+            "--latency",
+            type=float,
+            default=DEFAULT_LATENCY,
+            help=f"seconds an emulated action takes (default {DEFAULT_LATENCY})",
+        )
+        sub.add_argument(
+            "--user-data", nargs="+", required=name == "run", metavar="FILE",
+            help="#cloud-config files, one per droplet, instead of the stack",
+        )  # fmt: skip
+        sub.add_argument("--report-dir", type=Path, default=REPO / "lab-report")
+        sub.add_argument("--quiet", action="store_true", help="do not echo droplet boot lines")
+    commands.add_parser("down", help="tear down a lab started with up (from any shell)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    _need_root()
+    _stop_on_signals()
+    try:
+        if args.command == "down":
+            return down()
+        if args.command == "up":
+            return up(args)
+        spec = spec_from(args)
+        if args.command == "serve":
+            return serve(spec, args.latency)
+        return drill(spec, args.latency, args.report_dir, args.quiet)
+    except (SpecError, LabError, DropletError, KeepalivedSourceError) as error:
+        print(f"lab: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,279 @@
+"""A running lab: networks, the emulated DigitalOcean, the droplets and the client.
+
+`Lab` is a context manager. However it ends (return, exception, SIGTERM, atexit), it
+ends every process it started and removes every namespace and directory it made,
+and only those; a state file lets `python -m lab down` do the same from another shell.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import yaml
+
+from lab import netns
+from lab.client import Poller, Sample
+from lab.cloud_config import KeepalivedBuild
+from lab.droplet import Droplet, DropletSpec
+from lab.emulator import Call, Emulator, EmulatorServer, ReservedIp
+from lab.emulator import Droplet as ApiDroplet
+from lab.keepalived_source import ensure_keepalived, sha256_of
+from lab.spec import LabSpec
+from lab.state import LAB_ROOT, PREFIX_START, LabState, me, start_time
+from lab.topology import Topology
+
+Echo = Callable[[str], None]
+BUILD_SCRIPT_NAME = "build-keepalived"
+
+
+class LabError(RuntimeError):
+    """The lab did not reach the state it waited for; the message says what it saw."""
+
+
+@dataclass(frozen=True)
+class Event:
+    time: float
+    kind: str
+    """action, route, api, boot"""
+    text: str
+
+
+def keepalived_builds(spec: LabSpec) -> list[KeepalivedBuild]:
+    """The project's keepalived build for every release the user-data asks to build, and the
+    default release for a `packages: [keepalived]` droplet (never the host's package)."""
+    wanted: set[tuple[str, str | None]] = set()
+    for droplet in spec.droplets:
+        document = yaml.safe_load(droplet.user_data) or {}
+        for command in document.get("runcmd") or []:
+            if isinstance(command, list) and str(command[0]).endswith(BUILD_SCRIPT_NAME):
+                wanted.add((str(command[3]), str(command[2])))
+    if not wanted:
+        wanted.add(("2.3.4", None))
+    builds = []
+    for version, sha256 in sorted(wanted, key=str):
+        binary = ensure_keepalived(version, sha256)
+        root = binary.parents[2]
+        tarball = root.parent / f"keepalived_{version}.orig.tar.gz"
+        builds.append(KeepalivedBuild(version, sha256 or sha256_of(tarball), root))
+    return builds
+
+
+class Lab:
+    def __init__(
+        self,
+        spec: LabSpec,
+        action_latency: float = 2.0,
+        echo: Echo = print,
+        root: Path = LAB_ROOT,
+    ) -> None:
+        self.spec = spec
+        self.echo = echo
+        self.prefix = PREFIX_START + secrets.token_hex(2)
+        self.dir = root / self.prefix
+        self.topology = Topology(self.prefix)
+        self.emulator = Emulator(spec.token, action_latency, on_assign=self._on_assign)
+        self.emulator.call_sink = self._on_call
+        self.events: list[Event] = []
+        self.droplets: dict[str, Droplet] = {}
+        self.client = Poller(self.topology.client, spec.reserved_ip)
+        self.state = LabState(self.prefix, str(self.dir), me())
+        self.builds: list[KeepalivedBuild] = []
+        self._server: EmulatorServer | None = None
+        self._closed = False
+        self._replacements = 0
+        self._lock = threading.Lock()
+
+    # -- up --
+
+    def __enter__(self) -> Lab:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def start(self, boot: bool = True) -> None:
+        atexit.register(self.close)
+        self.dir.mkdir(parents=True)
+        self.state.save()
+        self.builds = keepalived_builds(self.spec)
+        self.topology.create()
+        self._record()
+        self._serve_emulator()
+        self.emulator.add_reserved_ip(self.spec.reserved_ip)
+        for index, spec in enumerate(self.spec.droplets):
+            self._add_droplet(spec, f"d{index}")
+        self.client.start()
+        if boot:
+            self.boot(list(self.droplets))
+
+    def _serve_emulator(self) -> None:
+        """Bind the emulator in the router namespace: that thread's socket stays there."""
+        box: dict[str, EmulatorServer] = {}
+
+        def bind() -> None:
+            netns.enter(self.topology.router)
+            box["server"] = EmulatorServer(self.emulator, "0.0.0.0", 80)
+
+        thread = threading.Thread(target=bind)
+        thread.start()
+        thread.join()
+        self._server = box["server"].start()
+
+    def _add_droplet(self, spec: DropletSpec, short: str) -> Droplet:
+        droplet = Droplet(
+            spec,
+            short,
+            lab_dir=self.dir,
+            topology=self.topology,
+            builds=self.builds,
+            echo=self.echo,
+        )
+        self.droplets[spec.name] = droplet
+        self.emulator.add_droplet(
+            spec.name, spec.private_ip, spec.public_ip, spec.tags, spec.droplet_id
+        )
+        droplet.create()
+        self._record()
+        return droplet
+
+    def boot(self, names: Sequence[str], wait: bool = True) -> None:
+        """Power on these droplets together; wait until each has finished its boot."""
+        for name in names:
+            self.droplets[name].boot()
+            self.event("boot", f"{name} powered on")
+        self._record()
+        if wait:
+            for name in names:
+                self.droplets[name].wait_booted()
+                self.event("boot", f"{name} finished booting")
+
+    def crash(self, name: str) -> None:
+        self.droplets[name].crash()
+        self._record()
+
+    def replace(self, name: str, private_ip: str, public_ip: str) -> Droplet:
+        """Destroy a droplet and create one with its name and user-data but a new id and IPs."""
+        old = self.droplets.pop(name)
+        old.destroy()
+        new = self.emulator.replace_droplet(old.spec.droplet_id, private_ip, public_ip)
+        self._replacements += 1
+        spec = DropletSpec(name, new.id, public_ip, private_ip, old.spec.user_data, old.spec.tags)
+        droplet = Droplet(
+            spec,
+            f"r{self._replacements}",
+            lab_dir=self.dir,
+            topology=self.topology,
+            builds=self.builds,
+            echo=self.echo,
+        )
+        self.droplets[name] = droplet
+        droplet.create()
+        self._record()
+        self.event("action", f"{name} replaced: id {new.id}, private IP {private_ip}")
+        return droplet
+
+    def add_vpc_host(self, short: str, private_cidr: str) -> str:
+        """A namespace on the VPC that is not a droplet (the security tests' intruder)."""
+        namespace = self.topology.attach_to_vpc(short, private_cidr)
+        self._record()
+        return namespace
+
+    def _record(self) -> None:
+        self.state.namespaces = self.topology.namespaces
+        self.state.inits = [
+            (d.init_pid, start_time(d.init_pid) or 0)
+            for d in self.droplets.values()
+            if d.init_pid is not None
+        ]
+        self.state.save()
+
+    # -- what happens --
+
+    def event(self, kind: str, text: str) -> None:
+        with self._lock:
+            self.events.append(Event(time.time(), kind, text))
+
+    def _on_assign(self, rip: ReservedIp, droplet: ApiDroplet | None) -> None:
+        self.topology.route_reserved(rip.ip, droplet.public_ip if droplet else None)
+        self.event("route", f"{rip.ip} now routed to {droplet.name if droplet else 'nobody'}")
+
+    def _on_call(self, call: Call) -> None:
+        if call.method != "GET" or call.status >= 300:
+            self.event(
+                "api", f"{self.name_of(call.source)} {call.method} {call.path} -> {call.status}"
+            )
+
+    def name_of(self, address: str) -> str:
+        for droplet in self.droplets.values():
+            if address in (droplet.spec.public_ip, droplet.spec.private_ip):
+                return droplet.name
+        return address
+
+    def holder(self) -> str | None:
+        droplet_id = self.emulator.holder(self.spec.reserved_ip)
+        droplet = self.emulator.droplets.get(droplet_id) if droplet_id else None
+        return droplet.name if droplet else None
+
+    # -- waiting --
+
+    def wait_for(self, check: Callable[[], bool], timeout: float, what: str) -> float:
+        """Seconds it took until `check()`; LabError naming `what` after `timeout`."""
+        started = time.monotonic()
+        while not check():
+            if time.monotonic() - started > timeout:
+                raise LabError(f"timed out after {timeout:.0f} s waiting for {what}")
+            time.sleep(0.05)
+        return time.monotonic() - started
+
+    def serving(self, node: str, count: int = 6) -> bool:
+        recent = self.client.last(count)
+        return len(recent) == count and all(s.node == node for s in recent)
+
+    def wait_serving(self, node: str, timeout: float) -> float:
+        return self.wait_for(
+            lambda: self.serving(node), timeout, f"{node} to answer through {self.spec.reserved_ip}"
+        )
+
+    def samples(self, start: float, end: float | None = None) -> list[Sample]:
+        return self.client.since(start, end)
+
+    # -- down --
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        steps: list[Callable[[], None]] = [self.client.stop]
+        steps += [d.destroy for d in self.droplets.values()]
+        if self._server is not None:
+            steps.append(self._server.stop)
+        steps += [self.topology.destroy, lambda: shutil.rmtree(self.dir, ignore_errors=True)]
+        errors = []
+        for step in steps:
+            try:
+                step()
+            except Exception as error:
+                errors.append(f"{error}")
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.close)
+        if errors:
+            raise LabError("tearing the lab down hit errors: " + "; ".join(errors))
