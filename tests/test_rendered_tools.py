@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from cloudinit import paths
 from tests.rendered import example_user_data, tool
@@ -80,5 +81,17 @@ def test_firewall_ruleset_parses(node: str, tmp_path: Path) -> None:
     ruleset.write_text(content.replace('meta skuid "ha-web"', 'meta skuid "root"'))
     result = subprocess.run(
         [tool("nft"), "--check", "-f", str(ruleset)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("node", NODES)
+def test_first_boot_metadata_lock_parses(node: str) -> None:
+    (bootcmd,) = yaml.safe_load(example_user_data()[node])["bootcmd"]
+    assert bootcmd[:3] == ["cloud-init-per", "once", "ha-web-metadata-lock"]
+    nft, rule = bootcmd[3:]
+    assert nft == "nft"
+    result = subprocess.run(
+        [tool("nft"), "--check", rule], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
