@@ -3,10 +3,11 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+RUNS ?= 10
 DEBIAN_PACKAGES := python3-venv nginx-light nftables iproute2 curl shellcheck cloud-init \
 	build-essential pkg-config libssl-dev libnl-3-dev libnl-genl-3-dev libsystemd-dev dpkg-dev util-linux
 
-.PHONY: setup system-packages test unit lint lab lab-up lab-down clean
+.PHONY: setup system-packages test unit lint lab lab-up lab-down bench clean
 
 setup: $(STAMP)
 
@@ -42,6 +43,10 @@ lab-up: system-packages setup
 
 lab-down: setup
 	$(PY) -m lab down
+
+# Failover timings: every fault RUNS times (make bench RUNS=1 for a quick check), into bench-report/.
+bench: system-packages setup
+	$(PY) -m lab bench --runs $(RUNS)
 
 clean:
 	rm -rf $(VENV) .cache lab-report bench-report .pytest_cache .mypy_cache .ruff_cache

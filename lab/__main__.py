@@ -2,6 +2,7 @@
 
 drill                 boot the dev stack, run the failover scenarios, print and write the report
 run --user-data F...  the same drill with your own #cloud-config files
+bench                 time each fault over many runs (action latency 0) into bench-report/
 up / down             keep a lab running to poke at; tear it down (from any shell)
 """
 
@@ -16,6 +17,9 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from lab import bench_report
+from lab.bench import SCENARIOS as BENCH_SCENARIOS
+from lab.bench import run_bench
 from lab.cluster import Lab, LabError
 from lab.droplet import REPO, DropletError
 from lab.keepalived_source import KeepalivedSourceError
@@ -27,6 +31,7 @@ from lab.state import LAB_ROOT, LabState, saved_labs, tear_down
 from lab.topology import API_IP, METADATA_IP
 
 DEFAULT_LATENCY = 2.0
+DEFAULT_RUNS = 10
 UP_TIMEOUT = 180.0
 
 
@@ -77,6 +82,40 @@ def drill(spec: LabSpec, latency: float, report_dir: Path, quiet: bool) -> int:
         print(f"lab: each droplet's journal is in {report_dir / 'journals'}")
     print("lab: torn down")
     return 0 if len(results) == len(SCENARIOS) and all(r.ok for r in results) else 1
+
+
+def bench(spec: LabSpec, args: argparse.Namespace) -> int:
+    chosen = [s for s in BENCH_SCENARIOS if not args.scenario or s.key in args.scenario]
+    command = f"python -m lab bench --runs {args.runs} --latency {args.latency:g}"
+    command += f" --stack {args.stack}" + "".join(f" --scenario {k}" for k in args.scenario or [])
+    print(
+        f"lab: benchmark of {spec.source}: {args.runs} run(s) of {len(chosen)} scenario(s), "
+        f"emulated action latency {args.latency:g} s"
+    )
+    echo = print if args.verbose else (lambda _: None)
+    with Lab(spec, args.latency, echo) as lab:
+        started = time.time()
+        lab.wait_serving(spec.primary, UP_TIMEOUT)
+        results = run_bench(lab, args.runs, chosen)
+        print(
+            f"\nBenchmark ({args.runs} runs per scenario, emulated action latency "
+            f"{args.latency:g} s; median / p90 / max)\n" + bench_report.table(results)
+        )
+        print(bench_report.LEGEND)
+        print("\nWhere the time goes\n" + bench_report.path_table(results))
+        print("\nTargets (medians)\n" + bench_report.targets_table(results))
+        problems = bench_report.problems(results)
+        for problem in problems:
+            print(f"lab: problem in {problem}", file=sys.stderr)
+        report = args.report_dir / "bench.json"
+        bench_report.write_json(report, lab, results, command, started)
+        for droplet in lab.droplets.values():
+            journal = args.report_dir / "journals" / f"{droplet.name}.log"
+            journal.parent.mkdir(parents=True, exist_ok=True)
+            journal.write_text(droplet.journal(), encoding="utf-8")
+        print(f"\nlab: wrote {report} and the droplets' journals in {args.report_dir / 'journals'}")
+    print("lab: torn down")
+    return 1 if problems else 0
 
 
 def hints(lab: Lab) -> list[str]:
@@ -182,8 +221,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         )  # fmt: skip
         sub.add_argument("--report-dir", type=Path, default=REPO / "lab-report")
         sub.add_argument("--quiet", action="store_true", help="do not echo droplet boot lines")
+    timing = commands.add_parser("bench", help="time each fault over many runs")
+    timing.add_argument("--stack", default="dev", help="Pulumi stack to deploy (default dev)")
+    timing.add_argument(
+        "--runs", type=_positive, default=DEFAULT_RUNS,
+        help=f"runs of each scenario (default {DEFAULT_RUNS})",
+    )  # fmt: skip
+    timing.add_argument(
+        "--latency", type=float, default=0.0,
+        help="seconds an emulated action takes (default 0: measure what ha-web controls)",
+    )  # fmt: skip
+    timing.add_argument(
+        "--scenario", action="append", choices=[s.key for s in BENCH_SCENARIOS],
+        help="run only this scenario (repeatable; default all)",
+    )  # fmt: skip
+    timing.add_argument("--report-dir", type=Path, default=REPO / "bench-report")
+    timing.add_argument("--verbose", action="store_true", help="echo droplet boot lines")
     commands.add_parser("down", help="tear down a lab started with up (from any shell)")
     return parser.parse_args(argv)
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of runs, 1 or more")
+    return number
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
         spec = spec_from(args)
         if args.command == "serve":
             return serve(spec, args.latency)
+        if args.command == "bench":
+            return bench(spec, args)
         return drill(spec, args.latency, args.report_dir, args.quiet)
     except (SpecError, LabError, DropletError, KeepalivedSourceError) as error:
         print(f"lab: {error}", file=sys.stderr)

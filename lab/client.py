@@ -2,11 +2,16 @@
 
 Each poll is a new TCP connection (no keep-alive), so every request follows the reserved
 IP's current route, as a new visitor's would. nginx names the node in `X-HA-Web-Node`.
+Requests start every 50 ms whether or not earlier ones have answered, as visitors arrive:
+a request that hangs on a dead node (up to its timeout) does not hold back the next one,
+so the first good answer after a failover is seen within one tick of the route changing.
 """
 
 from __future__ import annotations
 
 import http.client
+import itertools
+import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -14,6 +19,8 @@ from dataclasses import dataclass
 from lab import netns
 
 NODE_HEADER = "X-HA-Web-Node"
+WORKERS = 16
+"""Requests in flight at most: more than a timeout's worth of ticks (0.5 s / 50 ms)."""
 
 
 @dataclass(frozen=True)
@@ -49,36 +56,92 @@ class Poller:
         self.address = address
         self.interval = interval
         self.timeout = timeout
-        self.samples: list[Sample] = []
+        self._samples: list[Sample] = []
+        self._in_flight: dict[int, float] = {}
+        self._lock = threading.Condition()
+        self._ticks: queue.Queue[int | None] = queue.Queue()
         self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="client", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._work, name=f"client-{n}", daemon=True)
+            for n in range(WORKERS)
+        ]
+        self._ready = threading.Barrier(WORKERS + 1)
 
     def start(self) -> Poller:
-        self._thread.start()
-        self._ready.wait(5)
+        for thread in self._threads:
+            thread.start()
+        try:
+            self._ready.wait(5)
+        except threading.BrokenBarrierError:
+            self.stop()
+            raise netns.NetnsError(
+                f"the client's threads could not enter namespace {self.namespace}; run as root, "
+                "and check that the lab's namespaces exist (ip netns list)"
+            ) from None
+        ticker = threading.Thread(target=self._tick, name="client-ticks", daemon=True)
+        self._threads.append(ticker)
+        ticker.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        for _ in range(WORKERS):
+            self._ticks.put(None)
+        for thread in self._threads:
+            thread.join(timeout=5)
 
-    def _run(self) -> None:
-        netns.enter(self.namespace)
-        self._ready.set()
+    def _tick(self) -> None:
         next_at = time.monotonic()
-        while not self._stop.is_set():
-            started = time.time()
-            node, error = poll_once(self.address, self.timeout)
-            self.samples.append(Sample(started, node, error))
-            # Fixed 50 ms ticks; a slow request skips the ticks it overran.
+        for tick in itertools.count():
+            if self._stop.is_set():
+                return
+            self._ticks.put(tick)
             next_at += self.interval
-            now = time.monotonic()
-            next_at = max(next_at, now)
-            self._stop.wait(next_at - now)
+            self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def _work(self) -> None:
+        # setns moves only this thread: every worker enters the client's namespace itself.
+        try:
+            netns.enter(self.namespace)
+            self._ready.wait(5)
+        except (netns.NetnsError, OSError, threading.BrokenBarrierError):
+            self._ready.abort()
+            return
+        while (tick := self._ticks.get()) is not None:
+            started = time.time()
+            with self._lock:
+                self._in_flight[tick] = started
+            node, error = poll_once(self.address, self.timeout)
+            with self._lock:
+                del self._in_flight[tick]
+                self._samples.append(Sample(started, node, error))
+                self._lock.notify_all()
+
+    def _sorted(self) -> list[Sample]:
+        with self._lock:
+            return sorted(self._samples, key=lambda s: s.time)
 
     def since(self, start: float, end: float | None = None) -> list[Sample]:
-        return [s for s in list(self.samples) if s.time >= start and (end is None or s.time < end)]
+        """Answered requests that started in [start, end), in start order."""
+        return [s for s in self._sorted() if s.time >= start and (end is None or s.time < end)]
 
     def last(self, count: int) -> list[Sample]:
-        return list(self.samples[-count:])
+        # Answers arrive out of start order by at most the requests in flight.
+        with self._lock:
+            tail = self._samples[-(count + WORKERS) :]
+        return sorted(tail, key=lambda s: s.time)[-count:]
+
+    def pending_before(self, start: float) -> bool:
+        """A request that started before `start` has no answer yet."""
+        with self._lock:
+            return any(t < start for t in self._in_flight.values())
+
+    def settle(self, end: float) -> None:
+        """Wait until every request that started before `end` has its answer (or timed out)."""
+        deadline = time.monotonic() + self.timeout + 2.0
+        with self._lock:
+            while any(t < end for t in self._in_flight.values()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._lock.wait(left)

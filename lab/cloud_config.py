@@ -50,14 +50,6 @@ HOST_PROGRAMS = {
     "python3": "/usr/bin/python3",
     "iproute2": "/usr/sbin/ip",
 }
-BUILD_PACKAGES = {
-    "build-essential",
-    "pkg-config",
-    "libssl-dev",
-    "libnl-3-dev",
-    "libnl-genl-3-dev",
-    "libsystemd-dev",
-}
 
 Say = Callable[[str], None]
 
@@ -164,6 +156,10 @@ class CloudInit:
             self._checked(useradd_argv(entry))
 
     def packages(self) -> None:
+        # Here, not at the top: cloudinit.boot brings in the Pulumi SDK (about 0.2 s), and only
+        # a droplet's first boot installs packages.
+        from cloudinit.boot import BUILD_PACKAGES
+
         wanted = [str(p) for p in self.doc.get("packages") or []]
         if not wanted and not self.doc.get("package_update"):
             return

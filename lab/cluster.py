@@ -208,13 +208,15 @@ class Lab:
 
     # -- what happens --
 
-    def event(self, kind: str, text: str) -> None:
+    def event(self, kind: str, text: str, at: float | None = None) -> None:
         with self._lock:
-            self.events.append(Event(time.time(), kind, text))
+            self.events.append(Event(time.time() if at is None else at, kind, text))
 
     def _on_assign(self, rip: ReservedIp, droplet: ApiDroplet | None) -> None:
+        # Stamped when the router is told: the change applies while `nft` runs, not after.
+        at = time.time()
         self.topology.route_reserved(rip.ip, droplet.public_ip if droplet else None)
-        self.event("route", f"{rip.ip} now routed to {droplet.name if droplet else 'nobody'}")
+        self.event("route", f"{rip.ip} now routed to {droplet.name if droplet else 'nobody'}", at)
 
     def _on_call(self, call: Call) -> None:
         if call.method != "GET" or call.status >= 300:
@@ -245,8 +247,14 @@ class Lab:
         return time.monotonic() - started
 
     def serving(self, node: str, count: int = 6) -> bool:
+        """The last `count` requests were answered by `node`, and none older is still waiting
+        (one sent to a dead node before the IP moved would still fail)."""
         recent = self.client.last(count)
-        return len(recent) == count and all(s.node == node for s in recent)
+        return (
+            len(recent) == count
+            and all(s.node == node for s in recent)
+            and not self.client.pending_before(recent[0].time)
+        )
 
     def wait_serving(self, node: str, timeout: float) -> float:
         return self.wait_for(

@@ -205,12 +205,15 @@ class Fault:
 @dataclass(frozen=True)
 class Call:
     time: float
+    """When the answer was ready (after an assignment that completes at once is routed)."""
     source: str
     method: str
     path: str
     query: str
     status: int
     bearer: bool
+    received: float
+    """When the request arrived."""
 
 
 @dataclass(frozen=True)
@@ -388,10 +391,13 @@ class Emulator:
     def handle(self, request: Request) -> Reply:
         if request.path.startswith("/_lab/"):
             return self._admin(request)
+        received = time.time()
         reply = self._serve(request)
         bearer = "authorization" in request.headers
         r = request
-        call = Call(time.time(), r.source, r.method, r.path, r.query, reply.status, bearer)
+        call = Call(
+            time.time(), r.source, r.method, r.path, r.query, reply.status, bearer, received
+        )
         with self._lock:
             self.call_log.append(call)
         if self.call_sink:

@@ -54,8 +54,8 @@ def ip(*args: str, check: bool = True) -> None:
     result = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
     if check and result.returncode != 0:
         raise NetnsError(
-            f"`ip {' '.join(args)}` failed: {result.stderr.strip()}; run as root, and "
-            "tear down any lab left running (python -m lab down)"
+            f"`ip {' '.join(args)}` failed: {result.stderr.strip()}; run as root, and remove "
+            "any leftover namespace or link of that name (a lab left running: python -m lab down)"
         )
 
 

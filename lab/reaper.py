@@ -23,14 +23,15 @@ PR_SET_CHILD_SUBREAPER = 36
 @dataclass
 class Child:
     pid: int
-    popen: subprocess.Popen[bytes]
+    popen: subprocess.Popen[bytes] | None
+    """None for an adopted process (one this process did not start but will reap)."""
     done: threading.Event = field(default_factory=threading.Event)
     returncode: int | None = None
     """As subprocess reports it: negative for a signal."""
 
     @property
     def stdout(self) -> IO[bytes] | None:
-        return self.popen.stdout
+        return self.popen.stdout if self.popen else None
 
     def wait(self, timeout: float | None = None) -> int | None:
         self.done.wait(timeout)
@@ -79,10 +80,24 @@ class Reaper:
             self._lock.notify_all()
         return child
 
+    def adopt(self, pid: int) -> Child:
+        """Track a process that was not spawned here but is reaped here: a daemon that forked
+        away from its starter and was re-parented to this subreaper (a Type=forking main)."""
+        with self._lock:
+            child = Child(pid, None)
+            status = self._early.pop(pid, None)
+            # An exit recorded while the pid is still running belonged to an earlier process.
+            if status is not None and not alive(pid):
+                self._finish(child, status)
+            else:
+                self._children[pid] = child
+        return child
+
     def _finish(self, child: Child, status: int) -> None:
         child.returncode = os.waitstatus_to_exitcode(status)
-        # Tell Popen it is done, so it never waits on a pid that may belong to someone else.
-        child.popen.returncode = child.returncode
+        if child.popen is not None:
+            # Tell Popen it is done, so it never waits on a pid that may belong to someone else.
+            child.popen.returncode = child.returncode
         child.done.set()
 
     def _loop(self) -> None:

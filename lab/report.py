@@ -22,16 +22,18 @@ class Line:
 
 
 def table(results: list[Result]) -> str:
-    header = ("scenario", "restore (s)", "failback (s)", "failed/requests", "API calls (assign)",
-              "IP at end", "ok")  # fmt: skip
+    header = ("scenario", "IP moved (s)", "restore (s)", "failback (s)", "failed/requests",
+              "failed in failback", "API calls (assign)", "IP at end", "ok")  # fmt: skip
     rows = [header]
     for r in results:
         rows.append(
             (
                 r.title,
+                "-" if r.fault_at is None else _seconds(r.moved_seconds),
                 "-" if r.fault_at is None else _seconds(r.restore_seconds),
                 "-" if r.recover_at is None else _seconds(r.failback_seconds),
                 f"{r.failed}/{r.requests}",
+                "-" if r.recover_at is None else str(r.failback_failed),
                 f"{r.api_calls} ({r.assign_calls})",
                 r.holder or "nobody",
                 "yes"

@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
+from lab.netns import ip
+
 MAX_IFNAME = 15  # IFNAMSIZ - 1
 # --kill-child ties the sandbox's init to its holder; --mount-proc shows only the sandbox's PIDs.
 _UNSHARE = ["unshare", "--mount", "--propagation", "private", "--uts"]
@@ -87,12 +89,12 @@ class Sandbox:
 @contextmanager
 def network_namespace(name: str) -> Iterator[str]:
     """A new, empty network namespace with loopback up; deleted on exit."""
-    _ip("netns", "add", name)
+    ip("netns", "add", name)
     try:
-        _ip("-n", name, "link", "set", "lo", "up")
+        ip("-n", name, "link", "set", "lo", "up")
         yield name
     finally:
-        _ip("netns", "delete", name)
+        ip("netns", "delete", name)
 
 
 @contextmanager
@@ -112,15 +114,15 @@ def droplet_network(
         created: list[str] = []
         try:
             for interface in interfaces:
-                _ip(
+                ip(
                     "link", "add", interface.name, "netns", name, "type", "veth",
                     "peer", "name", interface.peer_name, "netns", peer_namespace,
                 )  # fmt: skip
                 created.append(interface.name)
-                _ip("-n", name, "addr", "add", interface.address, "dev", interface.name)
-                _ip("-n", name, "link", "set", interface.name, "up")
+                ip("-n", name, "addr", "add", interface.address, "dev", interface.name)
+                ip("-n", name, "link", "set", interface.name, "up")
                 if interface.peer_address:
-                    _ip(
+                    ip(
                         "-n",
                         peer_namespace,
                         "addr",
@@ -129,11 +131,11 @@ def droplet_network(
                         "dev",
                         interface.peer_name,
                     )
-                _ip("-n", peer_namespace, "link", "set", interface.peer_name, "up")
+                ip("-n", peer_namespace, "link", "set", interface.peer_name, "up")
             yield name
         finally:
             for interface_name in created:
-                _ip("-n", name, "link", "delete", interface_name, check=False)
+                ip("-n", name, "link", "delete", interface_name, check=False)
 
 
 def overlay_root(staging: Path) -> list[Overlay]:
@@ -254,15 +256,6 @@ def add_system_users(staging: Path, names: Sequence[str]) -> None:
     for path, lines in ((etc / "passwd", passwd), (etc / "group", group)):
         path.write_text("\n".join(lines) + "\n")
         path.chmod(0o644)
-
-
-def _ip(*args: str, check: bool = True) -> None:
-    result = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
-    if check and result.returncode != 0:
-        raise SandboxError(
-            f"`ip {' '.join(args)}` failed: {result.stderr.strip()}; "
-            "run as root, and delete any leftover namespace or link of that name."
-        )
 
 
 def _child_of(pid: int) -> int:

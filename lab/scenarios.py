@@ -35,6 +35,10 @@ class Result:
     api_calls: int
     assign_calls: int
     problems: list[str] = field(default_factory=list)
+    moved_seconds: float | None = None
+    """Fault to the first answer from another node than the one that held the IP."""
+    failback_failed: int = 0
+    """Failed requests from the recovery action on (the failback's share of `failed`)."""
 
     @property
     def ok(self) -> bool:
@@ -50,6 +54,11 @@ def restore_time(lab: Lab, fault_at: float, until: float) -> float | None:
     return after[0].time - fault_at if after else None
 
 
+def moved_time(lab: Lab, fault_at: float, until: float, away_from: str) -> float | None:
+    moved = [s for s in lab.samples(fault_at, until) if s.node not in (None, away_from)]
+    return moved[0].time - fault_at if moved else None
+
+
 def measure(
     lab: Lab,
     *,
@@ -63,16 +72,20 @@ def measure(
     problems: list[str] | None = None,
 ) -> Result:
     ended = time.time()
+    lab.client.settle(ended)
     samples = lab.samples(started, ended)
     calls = [c for c in lab.emulator.calls(path="/v2/*") if started <= c.time < ended]
     assigns = [c for c in calls if c.method == "POST" and c.path.endswith("/actions")]
-    restore = None
+    restore = moved = None
     if fault_at is not None:
         restore = restore_time(lab, fault_at, recover_at or ended)
+        moved = moved_time(lab, fault_at, recover_at or ended, lab.spec.primary)
+    after_recovery = [s for s in samples if recover_at is not None and s.time >= recover_at]
     return Result(
         key, title, started, ended, fault_at, recover_at, expected, lab.holder(), restore,
         failback_seconds, len(samples), sum(1 for s in samples if s.node is None),
-        len(calls), len(assigns), problems or [],
+        len(calls), len(assigns), problems or [], moved,
+        sum(1 for s in after_recovery if s.node is None),
     )  # fmt: skip
 
 
@@ -107,8 +120,10 @@ def _failover(
     lab: Lab,
     key: str,
     title: str,
-    fault: Callable[[], None],
-    recover: Callable[[], None],
+    fault: Callable[[], object],
+    recover: Callable[[], object],
+    *,
+    what: str = "fault",
 ) -> Result:
     ensure_steady(lab)
     primary, backup = lab.spec.primary, lab.spec.backup
@@ -116,19 +131,19 @@ def _failover(
     time.sleep(SETTLE)
     problems: list[str] = []
     fault_at = time.time()
-    lab.event("action", f"{title}: fault on {primary}")
-    fault()
+    lab.event("action", f"{title}: {what} on {primary}")
     try:
+        fault()
         lab.wait_serving(backup, bound(lab))
     except LabError as error:
         problems.append(f"failover: {error}")
     time.sleep(SETTLE)
     recover_at = time.time()
-    lab.event("action", f"{title}: {primary} recovered")
-    recover()
+    lab.event("action", f"{title}: recovering {primary}")
     failback_seconds = None
     expected = primary if lab.spec.failback else backup
     try:
+        recover()
         if lab.spec.failback:
             lab.wait_for(
                 lambda: lab.holder() == primary, bound(lab) + 20, f"{primary} to hold the IP"
@@ -184,11 +199,48 @@ def kill_keepalived(lab: Lab) -> Result:
     )
 
 
+def maintenance(lab: Lab, action: str, user: str | None = None) -> float:
+    """`ha-web-agent maintenance <action>` on the primary, as root or `user`; its duration.
+
+    LabError unless it exits 0 and, for `on`, says done: the IP is on another member that
+    answers."""
+    node = lab.droplets[lab.spec.primary]
+    started = time.time()
+    result = node.run(["ha-web-agent", "maintenance", action], user=user, timeout=90)
+    took = time.time() - started
+    said = (result.stdout + result.stderr).strip().replace("\n", " | ")
+    lab.event("action", f"maintenance {action} returned {result.returncode} after {took:.2f} s")
+    if result.returncode != 0 or (action == "on" and "done:" not in result.stdout):
+        raise LabError(f"`ha-web-agent maintenance {action}` failed ({result.returncode}): {said}")
+    return took
+
+
+def planned_switchover(lab: Lab, user: str | None = None) -> Result:
+    """`maintenance on` moves the IP off the primary before it is touched; `off` brings it
+    back (failback on). Neither may lose a request."""
+
+    def on() -> None:
+        maintenance(lab, "on", user)
+        holder = lab.holder()
+        if holder != lab.spec.backup:
+            raise LabError(f"maintenance on said done while the IP was on {holder}")
+
+    return _failover(
+        lab,
+        "switchover",
+        "5. planned switchover",
+        on,
+        lambda: maintenance(lab, "off", user),
+        what="ha-web-agent maintenance on",
+    )
+
+
 SCENARIOS: list[Callable[[Lab], Result]] = [
     steady_state,
     stop_nginx,
     crash_primary,
     kill_keepalived,
+    planned_switchover,
 ]
 
 

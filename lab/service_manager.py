@@ -2,11 +2,17 @@
 
 It reads the unit files cloud-init and packages wrote (unit_files.py) and runs them the
 way systemd would for the settings ha-web's units use: Type= simple, exec, notify, forking
-and oneshot; ExecStartPre/ExecStart/ExecStartPost/ExecReload/ExecStop with the `-` and
-`+` prefixes; User=/Group=; EnvironmentFile=/Environment=; PIDFile=; Restart= with
-RestartSec= and a start limit; Wants=/Requires= and After= ordering; KillMode=; timers by
-OnBootSec=/OnUnitActiveSec=; enablement as `.wants/` links. What it does not enforce
-(sandboxing such as ProtectSystem=, NoNewPrivileges=) the lab says at boot.
+and oneshot; ExecStartPre/ExecStart/ExecStartPost/ExecReload/ExecStop/ExecStopPost with the
+`-` and `+` prefixes; User=/Group=; EnvironmentFile=/Environment=; PIDFile=; Restart= with
+RestartSec= and a start limit; Wants=/Requires= and After= ordering; KillMode= and
+TimeoutStopSec=; timers by OnBootSec=/OnUnitActiveSec=; enablement as `.wants/` links. What
+it does not enforce (sandboxing such as ProtectSystem=, NoNewPrivileges=) the lab says at boot.
+
+Every way a service ends takes systemd's stop path (service.c): a `systemctl stop`, the main
+process exiting or being killed, a failed start, a oneshot finishing. ExecStop= runs only for
+a unit that started and whose main process did not fail; then the kill that KillMode= says;
+then ExecStopPost=, always, with $SERVICE_RESULT, $EXIT_CODE and $EXIT_STATUS; then whatever
+is left is killed.
 """
 
 from __future__ import annotations
@@ -25,8 +31,9 @@ from pathlib import Path
 
 from lab import unit_files
 from lab.journal import Journal
-from lab.reaper import Child, Reaper, alive, descendants
+from lab.reaper import Child, Reaper, alive
 from lab.unit_files import Command, Unit, UnitError
+from lab.unit_processes import final_signals, live_sessions, members, session_of, stop_signals
 
 UNIT_DIR = Path("/etc/systemd/system")
 NOTIFY_DIR = Path("/run/systemd/notify")
@@ -62,6 +69,10 @@ class Service:
     stopping: bool = False
     job: threading.RLock = field(default_factory=threading.RLock)
     restart_timer: threading.Timer | None = None
+    sessions: set[int] = field(default_factory=set)
+    """Session ids of the unit's processes: the lab's stand-in for its cgroup."""
+    exit: tuple[str, str] | None = None
+    """$EXIT_CODE and $EXIT_STATUS of the main process, once it ended."""
 
 
 @dataclass
@@ -154,11 +165,14 @@ class Manager:
                 return False
             svc.stopping = False
             svc.last_activation = now
+            svc.sessions = set()
+            svc.exit = None
             self._set(svc, "activating", "success")
             ok = self._activate(svc)
             if not ok:
-                self._set(svc, "failed", svc.result if svc.result != "success" else "exit-code")
-                self._maybe_restart(svc, failed=True)
+                # A failed start still takes the stop path: ExecStopPost= runs, ExecStop= not.
+                self._shut_down(svc, svc.result if svc.result != "success" else "exit-code")
+                self._maybe_restart(svc)
             return ok
 
     def _activate(self, svc: Service) -> bool:
@@ -184,7 +198,8 @@ class Manager:
             if not self._run_sync(svc, line, env):
                 return False
         if kind == "oneshot" and unit.get("Service", "RemainAfterExit") not in ("yes", "true"):
-            self._set(svc, "inactive", "success")
+            # Nothing is left running: systemd stops the unit at once, ExecStop= included.
+            self._shut_down(svc, "success", exec_stop=True)
         else:
             self._set(svc, "active", "success")
         return True
@@ -214,8 +229,13 @@ class Manager:
                     svc.result = "protocol"
                     return False
                 svc.main = pid
+                # The daemon left its starter and was re-parented here: this process reaps it.
+                child = self.reaper.adopt(pid)
             else:
                 svc.main = child.pid
+            main_session = session_of(svc.main)
+            if main_session is not None:
+                svc.sessions.add(main_session)
             if notify_sock is not None and not self._await_ready(notify_sock, child, svc.unit):
                 svc.result = "protocol"
                 return False
@@ -224,9 +244,8 @@ class Manager:
                 notify_sock.close()
                 notify_path.unlink(missing_ok=True)
         threading.Thread(
-            target=self._watch, args=(svc, svc.main, child if kind != "forking" else None),
-            name=f"watch-{name}", daemon=True,
-        ).start()  # fmt: skip
+            target=self._watch, args=(svc, svc.main, child), name=f"watch-{name}", daemon=True
+        ).start()
         return True
 
     def _await_ready(self, sock: socket.socket, child: Child, unit: Unit) -> bool:
@@ -263,30 +282,82 @@ class Manager:
         self.journal.write(f"systemd: {unit.name}: PID file {path} not readable after start")
         return None
 
-    def _watch(self, svc: Service, pid: int | None, child: Child | None) -> None:
-        code: int | None
-        if child is not None:
-            code = child.wait()
-        else:
-            while pid is not None and alive(pid):
-                time.sleep(0.1)
-            code = None
+    def _watch(self, svc: Service, pid: int, child: Child) -> None:
+        # An adopted main that this process somehow does not reap is still seen to end.
+        while not child.wait(0.2) and alive(pid):
+            continue
+        code = child.returncode
         with svc.job:
             if svc.main != pid or svc.stopping:
                 return
             svc.main = None
-            failed = code != 0
-            how = "exited" if code is None or code >= 0 else f"killed by signal {-code}"
-            detail = "" if code is None or code < 0 else f", status={code}"
-            self.journal.write(f"systemd: {svc.unit.name}: main process {how}{detail}")
-            self._set(svc, "failed" if failed else "inactive", "exit-code" if failed else "success")
-            self._maybe_restart(svc, failed)
+            if code is None or code >= 0:
+                svc.exit = ("exited", str(code or 0))
+                result = "success" if not code else "exit-code"
+                self.journal.write(
+                    f"systemd: {svc.unit.name}: main process exited, code=exited, "
+                    f"status={code or 0}"
+                )
+            else:
+                svc.exit = ("killed", _signal_name(-code))
+                result = "signal"
+                self.journal.write(
+                    f"systemd: {svc.unit.name}: main process exited, code=killed, "
+                    f"status={-code}/{svc.exit[1]}"
+                )
+            # A clean exit is stopped as usual; a failed one skips ExecStop= (service.c).
+            self._shut_down(svc, result, exec_stop=result == "success")
+            self._maybe_restart(svc)
 
-    def _maybe_restart(self, svc: Service, failed: bool) -> None:
+    def _shut_down(self, svc: Service, result: str, *, exec_stop: bool = False) -> None:
+        """systemd's stop path, from ExecStop= (when `exec_stop`) to inactive or failed.
+
+        Called with svc.job held."""
+        unit = svc.unit
+        main = svc.main if svc.main and alive(svc.main) else None
+        stops = unit.values("Service", "ExecStop") if exec_stop else []
+        posts = unit.values("Service", "ExecStopPost")
+        mode = unit.get("Service", "KillMode", "control-group")
+        timeout = unit_files.seconds(unit.get("Service", "TimeoutStopSec"), STOP_TIMEOUT)
+
+        def group() -> list[int]:
+            return members(svc.sessions, svc.main)
+
+        if stops or posts or main or group():
+            self._set(svc, "deactivating", result)
+        env = self._environment(unit) | self._result_env(svc, result)
+        env |= {"MAINPID": str(main)} if main else {}
+        for line in stops:
+            if not self._run_sync(svc, line, env, timeout):
+                result = _first_failure(result, svc.result)
+        stop_signals(mode, main, group, timeout)
+        svc.main = None
+        for line in posts:
+            env = self._environment(unit) | self._result_env(svc, result)
+            if not self._run_sync(svc, line, env, timeout):
+                result = _first_failure(result, svc.result)
+        final_signals(mode, group, timeout)
+        self._set(svc, "inactive" if result == "success" else "failed", result)
+
+    @staticmethod
+    def _result_env(svc: Service, result: str) -> dict[str, str]:
+        env = {"SERVICE_RESULT": result}
+        if svc.exit is not None:
+            env |= {"EXIT_CODE": svc.exit[0], "EXIT_STATUS": svc.exit[1]}
+        return env
+
+    def _maybe_restart(self, svc: Service) -> None:
         policy = svc.unit.get("Service", "Restart", "no")
         if svc.stopping or svc.result == "start-limit-hit":
             return
-        if policy == "always" or (policy in ("on-failure", "on-abnormal") and failed):
+        failed = svc.result != "success"
+        abnormal = svc.result in ("signal", "core-dump", "timeout", "watchdog")
+        if (
+            policy == "always"
+            or (policy == "on-failure" and failed)
+            or (policy == "on-abnormal" and abnormal)
+            or (policy == "on-success" and not failed)
+        ):
             delay = unit_files.seconds(svc.unit.get("Service", "RestartSec"), 0.1)
             svc.restarts += 1
             timer = threading.Timer(delay, self._restart_now, (svc,))
@@ -327,12 +398,14 @@ class Manager:
     def _spawn(self, svc: Service, line: str, env: dict[str, str]) -> Child | None:
         command = unit_files.command(line, env)
         user, group = self._identity(svc.unit, command)
+        self._forget_ended_sessions()
         try:
             child = self.reaper.spawn(command.argv, env, user=user, group=group)
         except (OSError, KeyError, ValueError) as error:
             self.journal.write(f"systemd: {svc.unit.name}: cannot run {command.argv[0]}: {error}")
             svc.result = "exec"
             return None
+        svc.sessions.add(child.pid)  # spawn starts a session
         threading.Thread(target=self._log_output, args=(svc.unit.name, child), daemon=True).start()
         return child
 
@@ -344,12 +417,14 @@ class Manager:
         group = unit.get("Service", "Group") or pwd.getpwnam(user).pw_gid
         return user, str(group)
 
-    def _run_sync(self, svc: Service, line: str, env: dict[str, str]) -> bool:
+    def _run_sync(
+        self, svc: Service, line: str, env: dict[str, str], timeout: float = START_TIMEOUT
+    ) -> bool:
         command = unit_files.command(line, env)
         child = self._spawn(svc, line, env)
         if child is None:
             return command.ignore_failure
-        code = child.wait(START_TIMEOUT)
+        code = child.wait(timeout)
         if code is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.pid, signal.SIGKILL)
@@ -360,6 +435,12 @@ class Manager:
             svc.result = "exit-code"
             return False
         return True
+
+    def _forget_ended_sessions(self) -> None:
+        live = live_sessions()
+        with self._lock:
+            for svc in self.services.values():
+                svc.sessions &= live
 
     def _log_output(self, name: str, child: Child) -> None:
         if child.stdout is None:
@@ -386,33 +467,10 @@ class Manager:
             if svc.restart_timer:
                 svc.restart_timer.cancel()
                 svc.restart_timer = None
-            self._set(svc, "deactivating", svc.result)
-            main = svc.main
-            tree = descendants(main) if main else []
-            env = self._environment(svc.unit) | ({"MAINPID": str(main)} if main else {})
-            for line in svc.unit.values("Service", "ExecStop"):
-                self._run_sync(svc, line, env)
-            self._terminate(svc.unit, main, tree)
-            svc.main = None
-            self._set(svc, "inactive", "success")
+            # An inactive or failed unit has nothing to stop (its stop path ran when it ended).
+            if svc.state in ("active", "activating"):
+                self._shut_down(svc, "success", exec_stop=True)
         return True
-
-    def _terminate(self, unit: Unit, main: int | None, tree: list[int]) -> None:
-        mode = unit.get("Service", "KillMode", "control-group")
-        first = [main] if main else []
-        if mode == "control-group":
-            first += tree
-        for pid in first:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + unit_files.seconds(
-            unit.get("Service", "TimeoutStopSec"), STOP_TIMEOUT
-        )
-        while any(alive(p) for p in first) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        for pid in first + (tree if mode == "mixed" else []):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
 
     def reload(self, name: str) -> bool:
         svc = self.service(normalize(name))
@@ -519,6 +577,19 @@ class Manager:
             self.journal.write(f"systemd: {svc.unit.name}: {svc.state} -> {state} ({result})")
         svc.state = state
         svc.result = result
+
+
+def _signal_name(number: int) -> str:
+    """As systemd's $EXIT_STATUS names it: KILL, TERM, ... (the number if it has no name)."""
+    try:
+        return signal.Signals(number).name.removeprefix("SIG")
+    except ValueError:
+        return str(number)
+
+
+def _first_failure(result: str, new: str) -> str:
+    """systemd keeps a unit's first non-success result."""
+    return new if result == "success" else result
 
 
 def _pid_in(path: Path) -> int | None:

@@ -20,8 +20,11 @@ def _check(lab: Lab, result: scenarios.Result) -> None:
     assert result.problems == [], journals(lab)
     assert result.holder == result.expected_holder
     assert result.restore_seconds is not None and result.restore_seconds <= bound
+    assert result.moved_seconds is not None and result.moved_seconds <= bound
     if lab.spec.failback:
         assert result.failback_seconds is not None and result.failback_seconds <= bound + 5
+    # The backup serves until the recovered primary holds the IP: a failback loses nothing.
+    assert result.failback_failed == 0, journals(lab)
 
 
 def test_steady_state_serves_from_the_primary_without_failures(dev_lab: Lab) -> None:
@@ -40,6 +43,21 @@ def test_crashing_the_primary_fails_over_and_back_after_reboot(dev_lab: Lab) -> 
 
 def test_killing_keepalived_fails_over_and_back(dev_lab: Lab) -> None:
     _check(dev_lab, scenarios.kill_keepalived(dev_lab))
+
+
+@pytest.mark.parametrize("user", [None, "ha-web"], ids=["as root", "as ha-web"])
+def test_planned_switchover_and_its_return_lose_no_request(dev_lab: Lab, user: str | None) -> None:
+    lab = dev_lab
+    result = scenarios.planned_switchover(lab, user)
+    _check(lab, result)
+    assert result.failed == 0 and result.requests > 50
+    assert result.fault_at is not None and result.recover_at is not None
+    events = [e for e in lab.events if result.fault_at <= e.time <= result.recover_at]
+    done = next(e for e in events if e.text.startswith("maintenance on returned 0"))
+    routed = next(e for e in events if e.kind == "route" and lab.spec.backup in e.text)
+    assert routed.time < done.time, "`maintenance on` said done before the IP moved"
+    after_done = lab.samples(done.time, result.recover_at)
+    assert after_done and {s.node for s in after_done} == {lab.spec.backup}
 
 
 def test_with_failback_off_the_recovered_primary_stays_backup(make_lab: MakeLab) -> None:
