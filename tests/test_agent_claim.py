@@ -5,22 +5,15 @@ from __future__ import annotations
 import fcntl
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from lab.emulator import Fault
-from tests.agent_harness import RESERVED_IP, TOKEN, Cloud, Node, running_cloud
+from tests.agent_harness import RESERVED_IP, TOKEN, Cloud, Node
 
 ACTIONS = "/v2/reserved_ips/*/actions"
 RESERVED = f"/v2/reserved_ips/{RESERVED_IP}"
-
-
-@pytest.fixture
-def cloud() -> Iterator[Cloud]:
-    with running_cloud() as running:
-        yield running
 
 
 @pytest.fixture

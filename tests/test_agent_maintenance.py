@@ -24,23 +24,9 @@ from tests.agent_harness import (
     HealthServer,
     Node,
     fake_keepalived,
-    health_servers,
-    running_cloud,
 )
 
 ACTIONS = "/v2/reserved_ips/*/actions"
-
-
-@pytest.fixture
-def cloud() -> Iterator[Cloud]:
-    with running_cloud(private_ips=("127.0.0.2", "127.0.0.3")) as running:
-        yield running
-
-
-@pytest.fixture
-def health() -> Iterator[list[HealthServer]]:
-    with health_servers(("127.0.0.2", "127.0.0.3")) as servers:
-        yield servers
 
 
 @pytest.fixture
