@@ -121,14 +121,17 @@ class Topology:
             script += f"add element ip {NAT_TABLE} reserved {{ {reserved_ip} : {public_ip} }}\n"
         netns.nft(self.router, script)
 
-    def partition(self, on: bool) -> None:
-        """Drop VRRP (IP protocol 112) between droplets on the VPC bridge."""
+    def partition(self, on: bool, whole: bool = False) -> None:
+        """Cut the VPC bridge between droplets: VRRP only, or every packet when `whole`.
+
+        Each droplet still reaches the router (API, metadata, client, the others' public IPs)."""
         table = "table bridge ha_web_lab_partition"
         if on:
+            match = "" if whole else "ip protocol vrrp "
             netns.nft(
                 self.vpc,
                 f"{table} {{\n chain forward {{\n  type filter hook forward priority 0;\n"
-                "  ip protocol vrrp drop\n }\n}\n",
+                f"  {match}drop\n }}\n}}\n",
             )
         else:
             netns.nft(self.vpc, f"{table}\ndelete {table}\n")
