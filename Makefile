@@ -5,9 +5,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 RUNS ?= 10
 DEBIAN_PACKAGES := python3-venv nginx-light nftables iproute2 curl shellcheck cloud-init \
-	build-essential pkg-config libssl-dev libnl-3-dev libnl-genl-3-dev libsystemd-dev dpkg-dev util-linux
+	build-essential pkg-config libssl-dev libnl-3-dev libnl-genl-3-dev libsystemd-dev dpkg-dev util-linux \
+	systemd-container debootstrap
 
-.PHONY: setup system-packages test unit lint lab lab-up lab-down bench clean
+.PHONY: setup system-packages test unit lint agent lab lab-up lab-down bench clean
 
 setup: $(STAMP)
 
@@ -34,6 +35,11 @@ lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy .
+
+# The droplet agent as one zip (cloudinit/files/ha-web-agent.pyz), from cloudinit/agent/.
+# Run after changing the agent and commit the archive: the renderer refuses a stale one.
+agent: setup
+	$(PY) -m cloudinit.agent_archive
 
 lab: system-packages setup
 	$(PY) -m lab drill

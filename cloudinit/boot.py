@@ -69,8 +69,10 @@ def runcmd(inputs: DropletInputs) -> list[Command]:
         ["systemctl", "daemon-reload"],
         ["systemctl", "enable", "--now", "ha-web-firewall.service"],
         ["systemd-tmpfiles", "--create", paths.TMPFILES],
-        # The agent's launcher imports this compiled copy (as root: ha-web cannot write there).
-        ["/usr/bin/python3", "-m", "py_compile", paths.AGENT_MODULE],
+        # The agent's launcher imports this unpacked, compiled copy (compiled as root: ha-web
+        # cannot write there). From the zip, every notify would compile every module.
+        ["/usr/bin/python3", "-m", "zipfile", "-e", paths.AGENT_ARCHIVE, paths.LIB_DIR],
+        ["/usr/bin/python3", "-m", "compileall", "-q", paths.AGENT_MODULE],
         ["ln", "-sfn", paths.NGINX_SITE, paths.NGINX_SITE_LINK],
         ["rm", "-f", "/etc/nginx/sites-enabled/default"],
         # Restart, not reload: only a start runs the drop-in's ExecStartPost that tells keepalived

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import base64
-import gzip
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
-from cloudinit import paths
+from cloudinit import agent_archive, paths
 from cloudinit.context import agent_config
 from cloudinit.inputs import DropletInputs
 
 Render = Callable[[str], str]
-AGENT_SOURCE = "ha_web_agent.py"
-AGENT_ARCHIVE = f"{AGENT_SOURCE}.gz"
 
 
 @dataclass(frozen=True)
@@ -47,20 +44,9 @@ def static_file(name: str) -> str:
 
 
 def packed_agent() -> str:
-    """The agent, gzip+base64. As text it would take most of DigitalOcean's 64 KiB of user-data.
-
-    The archive is committed rather than compressed here: zlib builds differ (zlib-ng), and
-    different bytes from another machine would change every droplet's user-data, which
-    replaces the droplets."""
-    files = resources.files("cloudinit").joinpath("files")
-    archive = files.joinpath(AGENT_ARCHIVE).read_bytes()
-    if gzip.decompress(archive) != files.joinpath(AGENT_SOURCE).read_bytes():
-        raise RuntimeError(
-            f"cloudinit/files/{AGENT_ARCHIVE} is not {AGENT_SOURCE} compressed. After changing "
-            f"the agent run: gzip -9nc cloudinit/files/{AGENT_SOURCE} > "
-            f"cloudinit/files/{AGENT_ARCHIVE}, and commit both"
-        )
-    return base64.b64encode(archive).decode("ascii")
+    """The agent package as one zip, base64 (cloudinit/agent_archive.py says why it is
+    committed). As text it would take most of DigitalOcean's 64 KiB of user-data."""
+    return base64.b64encode(agent_archive.checked_archive()).decode("ascii")
 
 
 def droplet_files(inputs: DropletInputs, render: Render) -> list[DropletFile]:
@@ -68,7 +54,7 @@ def droplet_files(inputs: DropletInputs, render: Render) -> list[DropletFile]:
     token_owner = f"{paths.AGENT_USER}:{paths.AGENT_USER}"
     files = [
         DropletFile(paths.AGENT, render("ha-web-agent.j2"), "0755"),
-        DropletFile(paths.AGENT_MODULE, packed_agent(), encoding="gz+b64"),
+        DropletFile(paths.AGENT_ARCHIVE, packed_agent(), encoding="b64"),
         DropletFile(paths.CHECK_NGINX, render("check-nginx.j2"), "0755"),
         DropletFile(paths.FIREWALL, render("firewall.nft.j2")),
         DropletFile(paths.KEEPALIVED_CONF, render("keepalived.conf.j2"), "0640"),

@@ -2,7 +2,9 @@
 
 AGENT = "/usr/local/bin/ha-web-agent"
 LIB_DIR = "/usr/local/lib/ha-web"
-AGENT_MODULE = f"{LIB_DIR}/ha_web_agent.py"
+AGENT_ARCHIVE = f"{LIB_DIR}/ha-web-agent.pyz"
+# The agent's package, which runcmd unpacks from AGENT_ARCHIVE and compiles.
+AGENT_MODULE = f"{LIB_DIR}/ha_web_agent"
 CHECK_NGINX = f"{LIB_DIR}/check-nginx"
 BUILD_KEEPALIVED = f"{LIB_DIR}/build-keepalived"
 CONFIG_DIR = "/etc/ha-web"

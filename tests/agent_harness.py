@@ -21,10 +21,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from cloudinit.files import ha_web_agent as agent
+from cloudinit.agent.cli import main as agent_main
 from lab.emulator import Droplet, Emulator, EmulatorServer
 
-AGENT_SCRIPT = Path(agent.__file__)
+REPO = Path(__file__).resolve().parents[1]
 TOKEN = "dop_v1_harness_secret_7f3a9c2e5b1d"
 RESERVED_IP = "203.0.113.10"
 TAG = "ha-web-test"
@@ -158,7 +158,7 @@ class Node:
         """The agent's main() in this process, its log and output captured."""
         log, out = io.StringIO(), io.StringIO()
         with contextlib.redirect_stderr(log), contextlib.redirect_stdout(out):
-            code = agent.main(["--config", str(self.config_file), *args])
+            code = agent_main(["--config", str(self.config_file), *args])
         return AgentRun(code, log.getvalue(), out.getvalue())
 
     def run_in_thread(self, *args: str) -> tuple[threading.Thread, list[AgentRun]]:
@@ -170,9 +170,16 @@ class Node:
     def spawn(self, *args: str) -> subprocess.Popen[str]:
         """The agent as its own process, with an environment that holds no secret."""
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
-        command = [sys.executable, str(AGENT_SCRIPT), "--config", str(self.config_file), *args]
+        command = [
+            sys.executable,
+            "-m",
+            "cloudinit.agent",
+            "--config",
+            str(self.config_file),
+            *args,
+        ]
         return subprocess.Popen(
-            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cloudinit.files import ha_web_agent as agent
+from cloudinit.agent.api import _next_page
 from lab.emulator import Fault
 from tests.agent_harness import Cloud, Node, fake_keepalived, running_cloud
 
@@ -239,4 +239,4 @@ def test_apply_peers_warns_when_the_nft_table_is_missing(
 def test_a_next_page_link_to_another_host_is_fetched_from_api_base_url() -> None:
     answer = {"links": {"pages": {"next": "https://elsewhere.example/v2/droplets?page=2"}}}
 
-    assert agent._next_page(answer) == "/v2/droplets?page=2"
+    assert _next_page(answer) == "/v2/droplets?page=2"

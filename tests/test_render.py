@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import base64
-import gzip
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from cloudinit import droplet_files, paths
-from cloudinit.files import ha_web_agent as agent
+from cloudinit import agent_archive, droplet_files, paths
 from lab import unit_files
 from tests.stacks import deploy_with, user_data_by_node, write_files
 
@@ -220,29 +219,36 @@ def test_boot_restarts_nginx_once_its_drop_in_and_track_file_directory_exist() -
     assert not any("reload" in c and "nginx" in c for c in flat), "a reload skips ExecStartPost"
 
 
-def test_agent_launcher_imports_the_module_that_boot_compiles_before_any_agent_runs() -> None:
+def test_agent_launcher_imports_the_package_boot_unpacks_and_compiles_before_agents_run() -> None:
     document = yaml.safe_load(_primary())
     files = {f["path"]: f for f in document["write_files"]}
     launcher = files[paths.AGENT]["content"]
     assert launcher.startswith("#!/usr/bin/python3 -I\n")
     assert f'sys.path.append("{paths.LIB_DIR}")' in launcher
-    assert "from ha_web_agent import main" in launcher
-    module = files[paths.AGENT_MODULE]
-    assert module["encoding"] == "gz+b64"
-    source = Path(agent.__file__).read_bytes()
-    assert gzip.decompress(base64.b64decode(module["content"])) == source
+    assert "from ha_web_agent.cli import main" in launcher
+    archive = files[paths.AGENT_ARCHIVE]
+    assert archive["encoding"] == "b64"
+    assert agent_archive.members(base64.b64decode(archive["content"])) == agent_archive.sources()
+    assert f"{paths.LIB_DIR}/{agent_archive.PACKAGE_NAME}" == paths.AGENT_MODULE
     flat = [" ".join(c) for c in document["runcmd"]]
-    compiled = flat.index(f"/usr/bin/python3 -m py_compile {paths.AGENT_MODULE}")
+    unpacked = flat.index(f"/usr/bin/python3 -m zipfile -e {paths.AGENT_ARCHIVE} {paths.LIB_DIR}")
+    compiled = flat.index(f"/usr/bin/python3 -m compileall -q {paths.AGENT_MODULE}")
     agent_units = flat.index("systemctl enable --now ha-web-peers.timer ha-web-reconcile.timer")
-    assert compiled < agent_units
+    assert unpacked < compiled < agent_units
 
 
 def test_a_stale_agent_archive_stops_the_render_with_the_command_that_fixes_it(
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(droplet_files, "AGENT_SOURCE", "build-keepalived")
+    package = tmp_path / "agent"
+    shutil.copytree(
+        agent_archive.PACKAGE_DIR, package, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    with (package / "errors.py").open("a") as module:
+        module.write("# changed after the archive was built\n")
+    monkeypatch.setattr(agent_archive, "PACKAGE_DIR", package)
 
-    with pytest.raises(RuntimeError, match=r"gzip -9nc cloudinit/files/build-keepalived"):
+    with pytest.raises(RuntimeError, match=r"changed: ha_web_agent/errors.py.*make agent"):
         droplet_files.packed_agent()
 
 
