@@ -30,10 +30,14 @@ def _vrrp_password(
         return None
     if args.secrets.vrrp_password is not None:
         return args.secrets.vrrp_password
+    # Letters and digits only: nothing keepalived's config syntax reads specially.
     generated = random.RandomPassword(
         f"{name}-vrrp-password",
         length=8,
         special=False,
+        upper=True,
+        lower=True,
+        numeric=True,
         opts=pulumi.ResourceOptions(parent=parent),
     )
     return pulumi.Output.secret(generated.result)

@@ -48,6 +48,7 @@ DEFAULTS: dict[str, object] = {
     "peersRefreshInterval": 30,
     "claimTimeout": 60,
     "apiBaseUrl": "https://api.digitalocean.com",
+    "allowInsecureApi": False,
     "metadataBaseUrl": "http://169.254.169.254",
 }
 
@@ -103,6 +104,8 @@ class Settings:
     health: HealthCheck
     agent: AgentTimings
     api_base_url: str
+    allow_insecure_api: bool
+    """Lets apiBaseUrl be plain http on a non-loopback address (a test emulator)."""
     metadata_base_url: str
 
     @property

@@ -118,6 +118,11 @@ def _parse_list(raw: str) -> list[str]:
     return [part.strip() for part in stripped.split(",") if part.strip()]
 
 
+def _raw_secret(key: str) -> str | None:
+    value = pulumi.runtime.get_config(f"{PROJECT}:{key}")
+    return None if value is None else str(value)
+
+
 def default_priorities(node_count: int) -> tuple[int, ...]:
     """Node 0 highest; steps of 10 leave room between nodes for track weights."""
     return tuple(200 - 10 * index for index in range(node_count))
@@ -167,25 +172,23 @@ def read_settings(config: pulumi.Config, stack: str) -> tuple[Settings, Secrets]
             claim_timeout=read.integer("claimTimeout"),
         ),
         api_base_url=read.text("apiBaseUrl"),
+        allow_insecure_api=read.boolean("allowInsecureApi"),
         metadata_base_url=read.text("metadataBaseUrl"),
     )
     problems = read.problems + settings_rules.check(settings)
 
-    failover_token = config.get_secret("failoverToken")
-    if failover_token is None:
-        problems.append(
-            f"{PROJECT}:failoverToken is not set. Create a custom-scoped DigitalOcean token with "
-            "reserved_ip:update (and its companions droplet:read, actions:read), then run: "
-            f"pulumi config set --secret {PROJECT}:failoverToken <token>"
-        )
-    # Read without unwrapping the secret: only its length is checked.
-    raw_password = pulumi.runtime.get_config(f"{PROJECT}:vrrpPassword")
+    # Secrets are checked as raw strings, without unwrapping their Outputs; no message
+    # prints them.
+    problems += settings_rules.check_failover_token(_raw_secret("failoverToken"))
+    raw_password = _raw_secret("vrrpPassword")
     problems += settings_rules.check_vrrp_password(raw_password, settings.vrrp.version)
 
     if problems:
         raise SettingsError(problems)
+    failover_token = config.get_secret("failoverToken")
     assert failover_token is not None
     return settings, Secrets(
         failover_token=failover_token,
-        vrrp_password=config.get_secret("vrrpPassword"),
+        # Empty (Pulumi.yaml's default) means: generate one.
+        vrrp_password=config.get_secret("vrrpPassword") if raw_password else None,
     )

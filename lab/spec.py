@@ -22,7 +22,9 @@ from lab.topology import API_IP, METADATA_IP
 LAB_TOKEN = "dop_v1_" + "1ab70ce2" * 8
 """The failover token the lab deploys with and its emulator accepts."""
 LAB_SETTINGS = {
+    # The emulator speaks plain http on an address inside the lab's own namespaces.
     "ha-web:apiBaseUrl": f"http://{API_IP}",
+    "ha-web:allowInsecureApi": "true",
     "ha-web:metadataBaseUrl": f"http://{METADATA_IP}",
 }
 AGENT_CONFIG = "/etc/ha-web/agent.json"

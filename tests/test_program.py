@@ -137,13 +137,23 @@ def test_user_data_is_a_secret_and_no_output_leaks_the_token() -> None:
     assert TOKEN not in repr(deployment.outputs)
 
 
-def test_vrrp2_generates_a_secret_password_when_none_is_set() -> None:
+def test_vrrp2_generates_a_secret_password_of_letters_and_digits_when_none_is_set() -> None:
     deployment = deploy_with(vrrpVersion=2, advertInterval=1)
     password = _one(deployment, "RandomPassword")
     assert password.inputs["length"] == 8
+    assert password.inputs["special"] is False
+    assert all(password.inputs[kind] is True for kind in ("upper", "lower", "numeric"))
     for conf in map(_keepalived_conf, user_data_by_node(deployment).values()):
         assert "auth_type PASS" in conf
-        assert f"auth_pass {password.outputs['result']}" in conf
+        assert f'auth_pass "{password.outputs["result"]}"' in conf
+
+
+@pytest.mark.parametrize("password", ["#secret", "!x", "a b", "a}b{c", " x y ", "@x", "a'b"])
+def test_a_vrrp_password_is_rendered_quoted_as_one_keepalived_string(password: str) -> None:
+    deployment = deploy_with(vrrpVersion=2, advertInterval=1, vrrpPassword=password)
+    for conf in map(_keepalived_conf, user_data_by_node(deployment).values()):
+        (line,) = [line for line in conf.splitlines() if "auth_pass" in line]
+        assert line.split('"')[1] == password
 
 
 def test_vrrp3_renders_no_authentication_and_no_password_resource() -> None:

@@ -21,12 +21,16 @@ from cloudinit import paths
 from lab.sandbox import Interface, droplet_network, network_namespace, run_in_sandbox
 from lab.user_data import create_users, parse, write_files
 from tests.rendered import example_user_data
+from tests.stacks import deploy_with, user_data_by_node
 
 pytestmark = pytest.mark.lab
 NODES = sorted(example_user_data())
 PEERS = "unicast_src_ip 10.77.0.10\nunicast_peer {\n    10.77.0.11\n}\n"
 # keepalived's --config-test discards these run-time complaints; a short real run shows them.
 RUNTIME_COMPLAINTS = ("ignoring", "disabling", "cannot be accessed", "SECURITY VIOLATION")
+# Each is keepalived syntax when unquoted: a comment (# !), a word break, a block ({ }), a
+# conditional line (@), a quote of another kind.
+HOSTILE_PASSWORDS = ["#secret", "!x", "a b", "a}b{c", " x y ", "@x", "a'b", "Abc12345"]
 
 
 def _stage(user_data: str, root: Path) -> Path:
@@ -125,3 +129,22 @@ def test_keepalived_runs_the_config_and_notifies_the_agent_as_its_user(
     assert owner == paths.AGENT_USER
     recorded = json.loads(state)
     assert (recorded["previous"], recorded["state"]) == ("FAULT", "STOP"), recorded
+
+
+@pytest.mark.parametrize("password", HOSTILE_PASSWORDS)
+def test_keepalived_reads_exactly_the_vrrp_password_that_was_set(
+    password: str, keepalived_binary: Path, tmp_path: Path
+) -> None:
+    deployment = deploy_with(vrrpVersion=2, advertInterval=1, vrrpPassword=password)
+    root = _stage(user_data_by_node(deployment)["ha-web-dev-0"], tmp_path / "root")
+    (root / paths.PEERS_CONF.lstrip("/")).write_text(PEERS)
+    checked = _config_test(keepalived_binary, root)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # -d dumps the configuration keepalived parsed, password included.
+    run = f"timeout 2 {keepalived_binary} -n -l -D -d -f {paths.KEEPALIVED_CONF}"
+    with _droplet_namespace() as namespace:
+        result = run_in_sandbox(namespace, ["sh", "-c", run], root)
+    log = result.stdout + result.stderr
+    marker = "   Password = "
+    read = [line.split(marker, 1)[1] for line in log.splitlines() if marker in line]
+    assert read == [password], log
