@@ -33,7 +33,7 @@ from lab import unit_files
 from lab.journal import Journal
 from lab.reaper import Child, Reaper, alive
 from lab.unit_files import Command, Unit, UnitError
-from lab.unit_processes import final_signals, live_sessions, members, session_of, stop_signals
+from lab.unit_processes import final_signals, live_sessions, main_sessions, members, stop_signals
 
 UNIT_DIR = Path("/etc/systemd/system")
 NOTIFY_DIR = Path("/run/systemd/notify")
@@ -49,6 +49,9 @@ BOOT_TARGETS = (
 )
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 START_TIMEOUT = 30.0
+PID_FILE_TIMEOUT = 5.0
+"""Seconds a forking unit's PID file may take to name a running process once its starter
+exited: a daemon may write it itself, after the fork."""
 STOP_TIMEOUT = 10.0
 START_LIMIT_BURST = 5
 START_LIMIT_INTERVAL = 10.0
@@ -233,9 +236,7 @@ class Manager:
                 child = self.reaper.adopt(pid)
             else:
                 svc.main = child.pid
-            main_session = session_of(svc.main)
-            if main_session is not None:
-                svc.sessions.add(main_session)
+            svc.sessions |= main_sessions(svc.main)
             if notify_sock is not None and not self._await_ready(notify_sock, child, svc.unit):
                 svc.result = "protocol"
                 return False
@@ -272,14 +273,18 @@ class Manager:
 
     def _read_pid_file(self, unit: Unit) -> int | None:
         path = Path(unit.get("Service", "PIDFile"))
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + PID_FILE_TIMEOUT
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError, ValueError):
-                pid = int(path.read_text().split()[0])
-                if alive(pid):
-                    return pid
+            # An empty or half-written file is no pid yet: `nginx -t` leaves an empty one.
+            pid = _pid_in(path)
+            if pid is not None and alive(pid):
+                return pid
             time.sleep(0.05)
-        self.journal.write(f"systemd: {unit.name}: PID file {path} not readable after start")
+        self.journal.write(
+            f"systemd: {unit.name}: PID file {path} names no running process "
+            f"{PID_FILE_TIMEOUT:g} s after the start command exited; check that PIDFile= is "
+            "where the daemon writes its pid and that the daemon keeps running"
+        )
         return None
 
     def _watch(self, svc: Service, pid: int, child: Child) -> None:
@@ -437,10 +442,15 @@ class Manager:
         return True
 
     def _forget_ended_sessions(self) -> None:
+        with self._lock:
+            known = {name: set(svc.sessions) for name, svc in self.services.items()}
         live = live_sessions()
         with self._lock:
-            for svc in self.services.values():
-                svc.sessions &= live
+            for name, svc in self.services.items():
+                # A session recorded during the scan may have started after it looked; and a
+                # living main may still start the session its pid names (main_sessions).
+                keep = live | ({svc.main} if svc.main else set())
+                svc.sessions -= known.get(name, set()) - keep
 
     def _log_output(self, name: str, child: Child) -> None:
         if child.stdout is None:
@@ -594,9 +604,10 @@ def _first_failure(result: str, new: str) -> str:
 
 def _pid_in(path: Path) -> int | None:
     try:
-        return int(path.read_text().split()[0])
+        pid = int(path.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
+    return pid if pid > 0 else None
 
 
 def normalize(name: str) -> str:

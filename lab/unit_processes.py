@@ -4,7 +4,8 @@ systemd finds a unit's processes in its cgroup; a lab droplet has none. Every co
 service manager starts begins a session of its own (reaper.spawn), and a daemon that detaches
 (nginx) starts one more, which its workers share. So a unit's processes are those in the
 unit's sessions, plus the main process's descendants. That still finds nginx's workers after
-their master was SIGKILLed and they were re-parented to the manager.
+their master was SIGKILLed and they were re-parented to the manager, as long as the unit
+recorded the session the master started: see `main_sessions`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,20 @@ def session_of(pid: int) -> int | None:
             return int(stat.read().rpartition(")")[2].split()[3])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def main_sessions(main: int) -> set[int]:
+    """Every session `main` can be in while it lives: the one it is in now, and the one whose
+    id is its own pid.
+
+    A process leaves its session only by setsid(), which starts a session with its pid as id.
+    Reading main's session once is not enough: a forking daemon's starter may name it in the
+    PID file before it calls setsid() (nginx's starter writes the file and exits about 3 ms
+    before), and the workers it forks then live in the session only its pid names. Counting
+    that id from the start is safe: while main lives, or any process is in the session it
+    started, the kernel reuses neither its pid nor that session id for anyone else."""
+    now = session_of(main)
+    return {main} if now is None else {main, now}
 
 
 def live_sessions() -> set[int]:
