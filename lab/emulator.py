@@ -27,7 +27,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -137,7 +137,9 @@ class Fault:
 
     kind "status" answers `status` with `body` and `headers`; "hang" sleeps `seconds`, then
     answers normally; "errored" lets the call through but makes the action it creates end
-    errored. `times` is how many calls it hits (None: all of them)."""
+    errored; "drip" answers normally but sends the body one byte every `seconds`; "flood"
+    answers 200 with `size` bytes of spaces and no Content-Length. `times` is how many calls
+    it hits (None: all of them); `sent` counts the body bytes drip and flood wrote."""
 
     method: str = "*"
     path: str = "*"
@@ -146,8 +148,10 @@ class Fault:
     body: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    size: int = 0
     times: int | None = 1
     hits: int = 0
+    sent: int = 0
     hit: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
     @classmethod
@@ -176,6 +180,16 @@ class Fault:
         return cls(method, path, kind="hang", seconds=seconds, times=times)
 
     @classmethod
+    def drip(
+        cls, seconds: float, method: str = "*", path: str = "*", times: int | None = 1
+    ) -> Fault:
+        return cls(method, path, kind="drip", seconds=seconds, times=times)
+
+    @classmethod
+    def flood(cls, size: int, method: str = "*", path: str = "*", times: int | None = 1) -> Fault:
+        return cls(method, path, kind="flood", status=200, size=size, times=times)
+
+    @classmethod
     def action_errored(
         cls, path: str = "/v2/reserved_ips/*/actions", times: int | None = 1
     ) -> Fault:
@@ -183,12 +197,12 @@ class Fault:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Fault:
-        keys = ("method", "path", "kind", "status", "body", "headers", "seconds", "times")
+        keys = ("method", "path", "kind", "status", "body", "headers", "seconds", "size", "times")
         unknown = set(raw) - set(keys)
         if unknown:
             raise ValueError(f"unknown fault keys {sorted(unknown)}; use {', '.join(keys)}")
-        if raw.get("kind", "status") not in ("status", "hang", "errored"):
-            raise ValueError("fault kind must be status, hang or errored")
+        if raw.get("kind", "status") not in ("status", "hang", "errored", "drip", "flood"):
+            raise ValueError("fault kind must be status, hang, errored, drip or flood")
         return cls(**raw)
 
     def matches(self, method: str, path: str) -> bool:
@@ -240,6 +254,8 @@ class Reply:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
+    fault: Fault | None = None
+    """A drip or flood fault: how the HTTP layer sends the body."""
 
 
 AssignHook = Callable[[ReservedIp, Droplet | None], None]
@@ -380,6 +396,10 @@ class Emulator:
                 "action_latency": self.action_latency,
             }
 
+    def idle(self, seconds: float) -> bool:
+        """Wait; True as soon as the emulator stops."""
+        return self._stopping.wait(seconds)
+
     def stop(self) -> None:
         self._stopping.set()
         with self._lock:
@@ -420,9 +440,15 @@ class Emulator:
         fault = self._take_fault(request.method, path)
         if fault is not None and fault.kind == "status":
             return self._api_reply(fault.reply(), path)
+        if fault is not None and fault.kind == "flood":
+            return self._api_reply(Reply(fault.status, fault=fault), path)
         if fault is not None and fault.kind == "hang":
             self._stopping.wait(fault.seconds)
-        errored = fault is not None and fault.kind == "errored"
+        reply = self._answer(request, errored=fault is not None and fault.kind == "errored")
+        return replace(reply, fault=fault) if fault is not None and fault.kind == "drip" else reply
+
+    def _answer(self, request: Request, errored: bool) -> Reply:
+        path = request.path
         if path.startswith("/metadata/"):
             return self._metadata(path, request.source)
         if not path.startswith("/v2/"):
@@ -444,7 +470,7 @@ class Emulator:
                 "ratelimit-remaining": str(max(0, RATE_LIMIT - self._window_calls)),
                 "ratelimit-reset": str(int(self._window_start + RATE_WINDOW)),
             }
-        return Reply(reply.status, reply.body, limits | reply.headers, reply.content_type)
+        return replace(reply, headers=limits | reply.headers)
 
     # -- metadata --
 
@@ -708,16 +734,37 @@ class _Handler(BaseHTTPRequestHandler):
             payload = reply.body.encode()
         else:
             payload = b"" if reply.body is None else json.dumps(reply.body).encode()
+        fault = reply.fault
         try:
             self.send_response(reply.status)
             self.send_header("Content-Type", reply.content_type)
-            self.send_header("Content-Length", str(len(payload)))
+            if fault is None or fault.kind != "flood":
+                self.send_header("Content-Length", str(len(payload)))
             for name, value in reply.headers.items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(payload)
+            if fault is None:
+                self.wfile.write(payload)
+            else:
+                self._stream(fault, payload)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a hang fault outlived its timeout)
+
+    def _stream(self, fault: Fault, payload: bytes) -> None:
+        """A drip's payload byte by byte, or a flood's `size` spaces (HTTP/1.0: ends at close)."""
+        emulator = self.server.emulator
+        if fault.kind == "drip":
+            for byte in payload:
+                if emulator.idle(fault.seconds):
+                    return
+                self.wfile.write(bytes([byte]))
+                fault.sent += 1
+            return
+        block = b" " * 65536
+        while fault.sent < fault.size and not emulator.idle(0):
+            chunk = block[: fault.size - fault.sent]
+            self.wfile.write(chunk)
+            fault.sent += len(chunk)
 
     def do_GET(self) -> None:
         self._dispatch()

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from cloudinit.agent.api import _next_page
 from lab.emulator import Fault
 from tests.agent_harness import Cloud, Node, fake_keepalived, running_cloud
 
@@ -234,9 +233,3 @@ def test_apply_peers_warns_when_the_nft_table_is_missing(
     assert run.code == 0
     assert "could not update nft set inet ha_web_test vrrp_peers" in run.log
     assert node.peers_conf.exists()
-
-
-def test_a_next_page_link_to_another_host_is_fetched_from_api_base_url() -> None:
-    answer = {"links": {"pages": {"next": "https://elsewhere.example/v2/droplets?page=2"}}}
-
-    assert _next_page(answer) == "/v2/droplets?page=2"

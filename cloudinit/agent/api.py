@@ -12,10 +12,11 @@ from typing import Any, NamedTuple
 
 from .config import Config
 from .errors import FatalApiError, RetryableError
-from .transport import HttpReply, http_request
+from .transport import Endpoint, HttpReply, send
 
 TOKEN_SCOPES = "reserved_ip:update, droplet:read and actions:read"
 MAX_PAGES = 50
+DROPLETS = "/v2/droplets"
 
 
 def retry_after(headers: Mapping[str, str], now: float, rate_limited: bool) -> float | None:
@@ -43,17 +44,23 @@ class Droplet(NamedTuple):
     private_ip: str | None
 
     @classmethod
-    def from_api(cls, raw: Mapping[str, Any]) -> Droplet:
+    def from_api(cls, raw: Any) -> Droplet:
+        """Raises ValueError when raw does not have the API's shape for a droplet."""
+        droplet_id = _key(raw, "id")
+        name = raw.get("name", "")
+        tags = raw.get("tags") or []
         networks = raw.get("networks") or {}
-        private = [
-            n.get("ip_address") for n in networks.get("v4") or [] if n.get("type") == "private"
-        ]
-        return cls(
-            id=int(raw["id"]),
-            name=str(raw.get("name", "")),
-            tags=tuple(str(t) for t in raw.get("tags") or ()),
-            private_ip=str(private[0]) if private and private[0] else None,
-        )
+        v4 = _key(networks, "v4", []) or []
+        if not isinstance(droplet_id, int) or isinstance(droplet_id, bool):
+            raise ValueError("a droplet's id is not a number")
+        if not isinstance(name, str) or not _all(tags, str):
+            raise ValueError(f"droplet {droplet_id}'s name or tags are not strings")
+        if not _all(v4, dict):
+            raise ValueError(f"droplet {droplet_id}'s networks.v4 is not a list of objects")
+        private = [n.get("ip_address") for n in v4 if n.get("type") == "private"]
+        if private and not isinstance(private[0], str | None):
+            raise ValueError(f"droplet {droplet_id}'s private ip_address is not a string")
+        return cls(droplet_id, name, tuple(tags), (private[0] or None) if private else None)
 
 
 class Action(NamedTuple):
@@ -61,14 +68,37 @@ class Action(NamedTuple):
     status: str
 
 
-class DigitalOcean:
-    """The few API calls the agent makes, each mapped to a clear outcome."""
+def _key(value: Any, key: str, default: Any = ValueError) -> Any:
+    """value[key] if value is a JSON object; ValueError if it is not, or lacks a required key."""
+    if not isinstance(value, dict):
+        raise ValueError(f"expected an object with {key!r}, got {type(value).__name__}")
+    if key not in value and default is ValueError:
+        raise ValueError(f"no {key!r}")
+    return value.get(key, default)
 
-    def __init__(self, cfg: Config, token: str) -> None:
+
+def _all(value: Any, kind: type) -> bool:
+    return isinstance(value, list) and all(isinstance(item, kind) for item in value)
+
+
+class DigitalOcean:
+    """The few API calls the agent makes, each mapped to a clear outcome.
+
+    Every request goes to api_base_url's scheme, host and port, and nowhere else: it carries
+    the token. With a deadline (time.monotonic()), every request also ends by then."""
+
+    def __init__(self, cfg: Config, token: str, deadline: float | None = None) -> None:
         self.cfg = cfg
         self._token = token
+        self._base = Endpoint.parse(cfg.api_base_url)
+        self.deadline = deadline
+
+    def until(self, deadline: float) -> DigitalOcean:
+        """The same client, its requests bounded by deadline."""
+        return DigitalOcean(self.cfg, self._token, deadline)
 
     def call(self, method: str, path: str, payload: object = None) -> Any:
+        """path (with its query) is under api_base_url's path."""
         headers = {
             "Authorization": f"Bearer {self._token}",
             "Accept": "application/json",
@@ -78,8 +108,16 @@ class DigitalOcean:
         if payload is not None:
             headers["Content-Type"] = "application/json"
             body = json.dumps(payload).encode()
-        url = self.cfg.api_base_url + path
-        reply = http_request(method, url, self.cfg.request_timeout, headers, body)
+        target = self._base.prefix + path
+        reply = send(
+            method,
+            self._base,
+            target,
+            self.cfg.request_timeout,
+            headers=headers,
+            body=body,
+            deadline=self.deadline,
+        )
         if 200 <= reply.status < 300:
             return reply.json()
         raise self._error(method, path, reply)
@@ -113,10 +151,10 @@ class DigitalOcean:
     def holder(self) -> Droplet | None:
         answer = self.call("GET", f"/v2/reserved_ips/{self.cfg.reserved_ip}")
         try:
-            droplet = answer["reserved_ip"]["droplet"]
-            return Droplet.from_api(droplet) if droplet else None
-        except (KeyError, TypeError, ValueError):
-            raise RetryableError("reserved IP answer has no reserved_ip.droplet") from None
+            droplet = _key(_key(answer, "reserved_ip"), "droplet")
+            return None if droplet is None else Droplet.from_api(droplet)
+        except ValueError as exc:
+            raise RetryableError(f"bad reserved IP answer: {exc}") from None
 
     def assign(self, droplet_id: int) -> Action:
         payload = {"type": "assign", "droplet_id": droplet_id}
@@ -130,34 +168,57 @@ class DigitalOcean:
         )
 
     def tagged_droplets(self, tag: str) -> list[Droplet]:
-        query = urllib.parse.urlencode({"tag_name": tag, "per_page": 200})
-        path: str | None = f"/v2/droplets?{query}"
+        query: str | None = urllib.parse.urlencode({"tag_name": tag, "per_page": 200})
         found: list[Droplet] = []
         for _ in range(MAX_PAGES):
-            if path is None:
+            if query is None:
                 return found
-            answer = self.call("GET", path)
-            if not isinstance(answer, dict) or not isinstance(answer.get("droplets"), list):
-                raise RetryableError("droplet list answer has no droplets")
+            answer = self.call("GET", f"{DROPLETS}?{query}")
             try:
-                found += [Droplet.from_api(d) for d in answer["droplets"]]
-            except (KeyError, TypeError, ValueError, AttributeError):
-                raise RetryableError("droplet list answer has a droplet without an id") from None
-            path = _next_page(answer)
+                droplets = _key(answer, "droplets")
+                if not isinstance(droplets, list):
+                    raise ValueError("'droplets' is not a list")
+                found += [Droplet.from_api(d) for d in droplets]
+                query = self._next_query(answer, query)
+            except ValueError as exc:
+                raise RetryableError(f"bad droplet list answer: {exc}") from None
         raise RetryableError(f"droplet list has more than {MAX_PAGES} pages")
+
+    def _next_query(self, answer: Any, query: str) -> str | None:
+        """The query of the next page of the droplet list, or None on the last page.
+
+        `links.pages.next` is resolved against the page it came with, and followed only to
+        the same list on api_base_url's scheme, host and port: the request carries the token."""
+        link = _key(_key(_key(answer, "links", {}) or {}, "pages", {}) or {}, "next", None)
+        if not isinstance(link, str | None):
+            raise ValueError("links.pages.next is not a string")
+        if not link:
+            return None
+        base = self._base
+        page = urllib.parse.urlunsplit(
+            (base.scheme, base.netloc, base.prefix + DROPLETS, query, "")
+        )
+        try:
+            url = urllib.parse.urlsplit(urllib.parse.urljoin(page, link))
+            there = Endpoint.parse(url.geturl())
+        except ValueError:
+            there = None
+        if there is None or there.origin != base.origin or url.path != base.prefix + DROPLETS:
+            raise RetryableError(
+                f"not following the droplet list's next page link {link[:200]!r}: it leaves "
+                f"{base}{base.prefix}{DROPLETS}, and the request would carry the token"
+            )
+        return url.query
 
 
 def _action(answer: Any) -> Action:
     try:
-        return Action(int(answer["action"]["id"]), str(answer["action"]["status"]))
-    except (KeyError, TypeError, ValueError):
-        raise RetryableError("action answer has no action.id and action.status") from None
-
-
-def _next_page(answer: Mapping[str, Any]) -> str | None:
-    """Only the path and query of `next` are used, so the token never leaves api_base_url."""
-    link = ((answer.get("links") or {}).get("pages") or {}).get("next")
-    if not link:
-        return None
-    parts = urllib.parse.urlsplit(str(link))
-    return parts.path + (f"?{parts.query}" if parts.query else "")
+        action = _key(answer, "action")
+        action_id, status = _key(action, "id"), _key(action, "status")
+        if not isinstance(action_id, int) or isinstance(action_id, bool):
+            raise ValueError("action.id is not a number")
+        if not isinstance(status, str):
+            raise ValueError("action.status is not a string")
+    except ValueError as exc:
+        raise RetryableError(f"bad action answer: {exc}") from None
+    return Action(action_id, status)

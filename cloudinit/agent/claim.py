@@ -51,9 +51,10 @@ def backoff_delay(cfg: Config, attempt: int, hint: float | None) -> float:
 class Claim:
     def __init__(self, cfg: Config, api: DigitalOcean, identity: Identity) -> None:
         self.cfg = cfg
-        self.api = api
         self.me = identity
         self.deadline = time.monotonic() + cfg.claim_timeout
+        # Each request ends by the deadline too, however slowly the API answers.
+        self.api = api.until(self.deadline)
 
     def run(self) -> Outcome:
         with locked(self.cfg.state_dir / "claim.lock", blocking=False) as mine:
@@ -136,7 +137,8 @@ class Claim:
                 raise _OutOfTimeError(f"assign action {action.id} still {action.status}")
             if not sleep_while_master(self.cfg, min(self.cfg.poll_interval, left)):
                 return Outcome.NOT_MASTER
-            action = self.api.action(action.id)
+            if time.monotonic() < self.deadline:  # else the check above says what was left
+                action = self.api.action(action.id)
         LOG.info("%s is now on this droplet (action %d completed)", self.cfg.reserved_ip, action.id)
         return Outcome.ASSIGNED
 
