@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlparse
-
 from cloudinit import paths
+from cloudinit.context import metadata_ip
 from cloudinit.inputs import DropletInputs
 
 BASE_PACKAGES = ["nginx", "nftables", "curl", "python3"]
@@ -18,6 +17,8 @@ BUILD_PACKAGES = [
     "libsystemd-dev",
 ]
 AGENT_UNITS = ["ha-web-peers.timer", "ha-web-reconcile.timer"]
+METADATA_TABLE = "ha_web_metadata"
+"""nft table of the metadata lock, apart from the firewall's `ha_web`."""
 
 Command = list[str]
 
@@ -49,11 +50,12 @@ def system_users() -> list[object]:
 
 def bootcmd(inputs: DropletInputs) -> list[Command]:
     """Lock the metadata address to root on the very first boot, before packages or
-    secrets: user-data carries the failover token. firewall.nft replaces this table."""
-    metadata_ip = urlparse(inputs.settings.metadata_base_url).hostname
+    secrets: user-data carries the failover token. On this and every later boot,
+    ha-web-metadata-lock.service replaces the table with one that also lets ha-web in,
+    before the network is up."""
     rule = (
-        "add table inet ha_web_boot { chain output { type filter hook output priority filter; "
-        f"ip daddr {metadata_ip} meta skuid != 0 drop; }}; }}"
+        f"add table inet {METADATA_TABLE} {{ chain output {{ type filter hook output "
+        f"priority filter; ip daddr {metadata_ip(inputs.settings)} meta skuid != 0 drop; }}; }}"
     )
     return [["cloud-init-per", "once", "ha-web-metadata-lock", "nft", rule]]
 
@@ -67,6 +69,8 @@ def runcmd(inputs: DropletInputs) -> list[Command]:
     )
     return [
         ["systemctl", "daemon-reload"],
+        # The metadata lock first, and apart: it must hold even if firewall.nft cannot load.
+        ["systemctl", "enable", "--now", "ha-web-metadata-lock.service"],
         ["systemctl", "enable", "--now", "ha-web-firewall.service"],
         ["systemd-tmpfiles", "--create", paths.TMPFILES],
         # The agent's launcher imports this unpacked, compiled copy (compiled as root: ha-web

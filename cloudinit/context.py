@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from urllib.parse import urlparse
+from urllib.parse import urlsplit
 
 from cloudinit import paths
 from cloudinit.inputs import DropletInputs
 from cloudinit.timing import settle_seconds
+from components.settings import Settings
 
 PRIVATE_INTERFACE = "eth1"
 HTTP_PORT = 80
@@ -19,14 +20,24 @@ def _number(value: float) -> str:
     return f"{value:g}"
 
 
-def _networks(cidrs: tuple[str, ...], version: int) -> str:
-    nets = [n for n in (ipaddress.ip_network(c) for c in cidrs) if n.version == version]
-    return ", ".join(str(n) for n in nets)
+def _admin_networks(cidrs: tuple[str, ...]) -> tuple[str, str]:
+    """(IPv4, IPv6) elements of the SSH sets. nft refuses a set whose intervals overlap
+    ("conflicting intervals"), so 10.0.0.0/8 and 10.1.0.0/16 are merged into one first."""
+    nets = [ipaddress.ip_network(c) for c in cidrs]
+    v4 = ipaddress.collapse_addresses(n for n in nets if isinstance(n, ipaddress.IPv4Network))
+    v6 = ipaddress.collapse_addresses(n for n in nets if isinstance(n, ipaddress.IPv6Network))
+    return ", ".join(map(str, v4)), ", ".join(map(str, v6))
+
+
+def metadata_ip(settings: Settings) -> str:
+    """The address the metadata lock names, as `ipaddress` prints it (the rules made it IPv4)."""
+    return str(ipaddress.IPv4Address(urlsplit(settings.metadata_base_url).hostname or ""))
 
 
 def template_context(inputs: DropletInputs) -> dict[str, object]:
     s, node = inputs.settings, inputs.node
     health = s.health
+    admin_v4, admin_v6 = _admin_networks(s.admin_cidrs)
     return {
         "node_name": node.name,
         "role": node.role,
@@ -45,9 +56,9 @@ def template_context(inputs: DropletInputs) -> dict[str, object]:
         "health_rise": health.rise,
         "health_path": health.path,
         "health_url": f"http://127.0.0.1:{HTTP_PORT}{health.path}",
-        "admin_v4": _networks(s.admin_cidrs, 4),
-        "admin_v6": _networks(s.admin_cidrs, 6),
-        "metadata_ip": urlparse(s.metadata_base_url).hostname,
+        "admin_v4": admin_v4,
+        "admin_v6": admin_v6,
+        "metadata_ip": metadata_ip(s),
         "peers_refresh_interval": s.agent.peers_refresh_interval,
         "reconcile_interval": s.agent.reconcile_interval,
         "agent": paths.AGENT,

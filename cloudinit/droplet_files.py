@@ -57,13 +57,15 @@ def droplet_files(inputs: DropletInputs, render: Render) -> list[DropletFile]:
         DropletFile(paths.AGENT_ARCHIVE, packed_agent(), encoding="b64"),
         DropletFile(paths.CHECK_NGINX, render("check-nginx.j2"), "0755"),
         DropletFile(paths.FIREWALL, render("firewall.nft.j2")),
+        DropletFile(paths.METADATA_LOCK, render("metadata-lock.nft.j2")),
         DropletFile(paths.KEEPALIVED_CONF, render("keepalived.conf.j2"), "0640"),
         DropletFile(paths.PEERS_CONF, static_file("ha-web-peers.conf")),
         DropletFile(paths.NGINX_SITE, render("nginx-site.j2")),
         DropletFile(f"{paths.WEB_ROOT}/index.html", render("index.html.j2")),
         DropletFile(paths.TMPFILES, static_file("ha-web-tmpfiles.conf")),
-        DropletFile(
-            f"{paths.SYSTEMD_DIR}/ha-web-firewall.service", static_file("ha-web-firewall.service")
+        *(
+            DropletFile(f"{paths.SYSTEMD_DIR}/{unit}", static_file(unit))
+            for unit in ("ha-web-metadata-lock.service", "ha-web-firewall.service")
         ),
         DropletFile(
             f"{paths.SYSTEMD_DIR}/keepalived.service.d/ha-web.conf",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import cache
 from typing import Any
 
 import yaml
@@ -25,6 +26,33 @@ def deploy_with(stack: str = "dev", **settings: Any) -> Deployment:
 def deploy_example(stack: str) -> Deployment:
     """Deploy an example stack file as shipped, plus the secrets a user would set."""
     return deploy(stack, {**stack_config(stack), "ha-web:failoverToken": TOKEN})
+
+
+EDGE_STACK = "Edge-2-" + "x" * 47
+"""The longest stack name the settings allow: droplet names of 63 characters."""
+EDGE_SETTINGS: dict[str, Any] = {
+    "vrrpVersion": 2,
+    "advertInterval": 1,
+    # Every character keepalived's syntax reads specially outside quotes.
+    "vrrpPassword": "#a}b{ !c",
+    "healthPath": "/~ok/.well-known/a-b_c.d/",
+    "adminCidrs": [
+        "10.1.0.0/16",
+        "10.0.0.0/8",
+        "198.51.100.0/25",
+        "198.51.100.128/25",
+        "2001:db8:1::/48",
+        "2001:db8::/32",
+    ],
+}
+"""Settings at the edges of what the rules allow, which the real tools must still accept."""
+
+
+@cache
+def edge_user_data() -> dict[str, str]:
+    """`{"edge/<droplet name>": user-data}` of a stack with `EDGE_SETTINGS`."""
+    deployment = deploy_with(EDGE_STACK, **EDGE_SETTINGS)
+    return {f"edge/{name}": ud for name, ud in user_data_by_node(deployment).items()}
 
 
 def user_data_by_node(deployment: Deployment) -> dict[str, str]:

@@ -60,9 +60,22 @@ def test_health_check_is_http_not_pidof() -> None:
     assert "location = /status/ok" in files[paths.NGINX_SITE]["content"]
 
 
-def test_firewall_allows_vrrp_only_from_peers_and_ssh_only_from_admin_cidrs() -> None:
+def _unit(files: dict[str, dict[str, Any]], path: str) -> dict[str, dict[str, list[str]]]:
+    return unit_files.parse(files[path]["content"])
+
+
+def _words(unit: dict[str, dict[str, list[str]]], section: str, key: str) -> list[str]:
+    return [word for line in unit.get(section, {}).get(key, []) for word in line.split()]
+
+
+def test_firewall_allows_vrrp_only_from_peers_on_the_private_interface() -> None:
     closed = write_files(_primary())[paths.FIREWALL]["content"]
-    assert "ip protocol 112 ip saddr @vrrp_peers accept" in closed
+    rule = 'iifname "eth1" ip protocol 112 ip saddr @vrrp_peers accept'
+    assert [line.strip() for line in closed.splitlines() if "112" in line] == [rule]
+
+
+def test_firewall_allows_ssh_only_from_admin_cidrs() -> None:
+    closed = write_files(_primary())[paths.FIREWALL]["content"]
     assert "policy drop" in closed
     assert "dport 22" not in closed, "no adminCidrs means SSH stays closed"
     opened = write_files(_primary(adminCidrs=["198.51.100.7/32", "2001:db8::/48"]))[paths.FIREWALL][
@@ -74,25 +87,89 @@ def test_firewall_allows_vrrp_only_from_peers_and_ssh_only_from_admin_cidrs() ->
     assert "tcp dport 22 ip6 saddr @admin_v6 accept" in opened
 
 
-def test_metadata_is_locked_to_root_and_the_agent_user_from_the_first_boot() -> None:
+def test_overlapping_admin_cidrs_are_merged_before_they_reach_nft() -> None:
+    cidrs = [
+        "10.1.0.0/16",
+        "10.0.0.0/8",
+        "198.51.100.0/25",
+        "198.51.100.128/25",
+        "10.0.0.0/8",
+        "2001:db8:1::/48",
+        "2001:db8::/32",
+    ]
+    firewall = write_files(_primary(adminCidrs=cidrs))[paths.FIREWALL]["content"]
+    assert "elements = { 10.0.0.0/8, 198.51.100.0/24 }" in firewall
+    assert "elements = { 2001:db8::/32 }" in firewall
+
+
+def test_metadata_is_locked_to_root_from_the_first_boot_and_then_to_root_and_the_agent() -> None:
     document = yaml.safe_load(_primary(metadataBaseUrl="http://192.0.2.254"))
     (bootcmd,) = document["bootcmd"]
     assert bootcmd[:3] == ["cloud-init-per", "once", "ha-web-metadata-lock"]
+    assert bootcmd[-1].startswith("add table inet ha_web_metadata ")
     assert "ip daddr 192.0.2.254 meta skuid != 0 drop" in bootcmd[-1]
-    firewall = {f["path"]: f for f in document["write_files"]}[paths.FIREWALL]["content"]
-    assert "ip daddr 192.0.2.254 meta skuid 0 accept" in firewall
-    assert 'ip daddr 192.0.2.254 meta skuid "ha-web" accept' in firewall
-    assert "ip daddr 192.0.2.254 drop" in firewall
+    files = {f["path"]: f for f in document["write_files"]}
+    lock = files[paths.METADATA_LOCK]["content"]
+    rules = [line.strip() for line in lock.splitlines() if "192.0.2.254" in line]
+    assert rules == [
+        "ip daddr 192.0.2.254 meta skuid 0 accept",
+        'ip daddr 192.0.2.254 meta skuid "ha-web" accept',
+        "ip daddr 192.0.2.254 drop",
+    ]
+    assert "delete table inet ha_web_metadata" in lock, "it replaces bootcmd's table"
 
 
-def test_boot_loads_the_firewall_before_keepalived_and_the_agent_start() -> None:
+def test_the_metadata_lock_does_not_depend_on_the_firewall() -> None:
+    """A firewall.nft that fails to load must not leave the metadata address open."""
+    files = write_files(_primary(metadataBaseUrl="http://192.0.2.254"))
+    firewall = files[paths.FIREWALL]["content"]
+    assert "192.0.2.254" not in firewall
+    assert "ha_web_metadata" not in firewall, "reloading the firewall must not touch the lock"
+    lock = _unit(files, "/etc/systemd/system/ha-web-metadata-lock.service")
+    assert lock["Service"]["ExecStart"] == [f"/usr/sbin/nft -f {paths.METADATA_LOCK}"]
+    assert lock["Service"]["RemainAfterExit"] == ["yes"]
+    assert lock["Unit"]["DefaultDependencies"] == ["no"], "it loads before the network"
+    assert "network-pre.target" in _words(lock, "Unit", "Before")
+    assert "ha-web-firewall.service" in _words(lock, "Unit", "Before")
+    for key in ("Requires", "BindsTo", "Requisite", "After", "PartOf"):
+        assert "ha-web-firewall.service" not in _words(lock, "Unit", key), key
+    assert lock["Install"]["WantedBy"] == ["multi-user.target"], "loaded on every boot"
+
+
+FIREWALL_DEPENDENTS = [
+    "/etc/systemd/system/keepalived.service.d/ha-web.conf",
+    paths.NGINX_DROPIN,
+    "/etc/systemd/system/ha-web-peers.service",
+    "/etc/systemd/system/ha-web-reconcile.service",
+]
+
+
+@pytest.mark.parametrize("path", FIREWALL_DEPENDENTS)
+def test_units_that_serve_or_claim_do_not_run_without_the_firewall(path: str) -> None:
+    unit = _unit(write_files(_primary()), path)
+    assert "ha-web-firewall.service" in _words(unit, "Unit", "Requires")
+    assert "ha-web-firewall.service" in _words(unit, "Unit", "After"), (
+        "without After=, a failed firewall does not stop the start"
+    )
+
+
+def test_the_firewall_reloads_in_place_without_restarting_what_requires_it() -> None:
+    files = write_files(_primary())
+    firewall = _unit(files, "/etc/systemd/system/ha-web-firewall.service")
+    command = f"/usr/sbin/nft -f {paths.FIREWALL}"
+    assert firewall["Service"]["ExecStart"] == [command]
+    assert firewall["Service"]["ExecReload"] == [command]
+
+
+def test_boot_locks_metadata_then_loads_the_firewall_before_keepalived_and_the_agent() -> None:
     runcmd = yaml.safe_load(_primary())["runcmd"]
     flat = [" ".join(c) for c in runcmd]
+    lock = flat.index("systemctl enable --now ha-web-metadata-lock.service")
     firewall = flat.index("systemctl enable --now ha-web-firewall.service")
     build = next(i for i, c in enumerate(flat) if c.startswith(paths.BUILD_KEEPALIVED))
     agent = flat.index("systemctl enable --now ha-web-peers.timer ha-web-reconcile.timer")
     keepalived = flat.index("systemctl enable --now keepalived.service")
-    assert firewall < build < agent < keepalived
+    assert lock < firewall < build < agent < keepalived
 
 
 def test_tarball_build_is_pinned_to_version_url_and_checksum() -> None:

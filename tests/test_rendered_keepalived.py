@@ -6,11 +6,12 @@ from Debian's copy of the pinned release tarball, not the host's package."""
 from __future__ import annotations
 
 import base64
-import gzip
+import io
 import json
 import os
 import subprocess
 import uuid
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,10 +22,17 @@ from cloudinit import paths
 from lab.sandbox import Interface, droplet_network, network_namespace, run_in_sandbox
 from lab.user_data import create_users, parse, write_files
 from tests.rendered import example_user_data
-from tests.stacks import deploy_with, user_data_by_node
+from tests.stacks import deploy_with, edge_user_data, user_data_by_node
 
 pytestmark = pytest.mark.lab
-NODES = sorted(example_user_data())
+
+
+def _user_data() -> dict[str, str]:
+    """The example stacks, and one at the edges of what the settings allow."""
+    return {**example_user_data(), **edge_user_data()}
+
+
+NODES = sorted(_user_data())
 PEERS = "unicast_src_ip 10.77.0.10\nunicast_peer {\n    10.77.0.11\n}\n"
 # keepalived's --config-test discards these run-time complaints; a short real run shows them.
 RUNTIME_COMPLAINTS = ("ignoring", "disabling", "cannot be accessed", "SECURITY VIOLATION")
@@ -38,11 +46,12 @@ def _stage(user_data: str, root: Path) -> Path:
     create_users(config, root)
     write_files(config, root, deferred=False)
     write_files(config, root, deferred=True)
-    # cloud-init decodes `encoding: gz+b64` entries (the agent); lab.user_data writes them as given.
-    for entry in config.write_files:
-        if entry.get("encoding") == "gz+b64":
-            packed = base64.b64decode(entry["content"])
-            (root / entry["path"].lstrip("/")).write_bytes(gzip.decompress(packed))
+    # cloud-init decodes the agent's `encoding: b64` zip, which lab.user_data writes as given,
+    # and runcmd unpacks it next to itself.
+    (packed,) = [e["content"] for e in config.write_files if e["path"] == paths.AGENT_ARCHIVE]
+    archive = base64.b64decode(packed)
+    (root / paths.AGENT_ARCHIVE.lstrip("/")).write_bytes(archive)
+    zipfile.ZipFile(io.BytesIO(archive)).extractall(root / paths.LIB_DIR.lstrip("/"))
     # What systemd-tmpfiles makes from the droplet's tmpfiles.d entry.
     state_dir = root / paths.STATE_DIR.lstrip("/")
     state_dir.mkdir(parents=True)
@@ -86,7 +95,7 @@ def _config_test(keepalived: Path, root: Path) -> subprocess.CompletedProcess[st
 def test_config_passes_before_the_peers_are_known(
     node: str, keepalived_binary: Path, tmp_path: Path
 ) -> None:
-    root = _stage(example_user_data()[node], tmp_path / "root")
+    root = _stage(_user_data()[node], tmp_path / "root")
     result = _config_test(keepalived_binary, root)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -95,7 +104,7 @@ def test_config_passes_before_the_peers_are_known(
 def test_config_passes_with_the_peers_file_the_agent_writes(
     node: str, keepalived_binary: Path, tmp_path: Path
 ) -> None:
-    root = _stage(example_user_data()[node], tmp_path / "root")
+    root = _stage(_user_data()[node], tmp_path / "root")
     (root / paths.PEERS_CONF.lstrip("/")).write_text(PEERS)
     result = _config_test(keepalived_binary, root)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -112,7 +121,7 @@ def test_config_test_catches_a_broken_config(keepalived_binary: Path, tmp_path: 
 def test_keepalived_runs_the_config_and_notifies_the_agent_as_its_user(
     node: str, keepalived_binary: Path, tmp_path: Path
 ) -> None:
-    root = _stage(example_user_data()[node], tmp_path / "root")
+    root = _stage(_user_data()[node], tmp_path / "root")
     (root / paths.PEERS_CONF.lstrip("/")).write_text(PEERS)
     run = f"timeout 3 {keepalived_binary} -n -l -D -f {paths.KEEPALIVED_CONF}"
     show_state = f"stat -c %U {paths.STATE_DIR}/state.json; cat {paths.STATE_DIR}/state.json"
