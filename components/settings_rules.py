@@ -146,6 +146,9 @@ def _network(s: Settings) -> Iterator[str]:
                     s.vpc_ip_range,
                     "it must be a private (RFC 1918) IPv4 range from /16 to /24",
                 )
+            elif str(net) != s.vpc_ip_range:
+                # It goes to DigitalOcean as written, and ipaddress also reads 10.0.0.0/255.255.0.0.
+                yield _bad("vpcIpRange", s.vpc_ip_range, f"write it as {net}")
     for cidr in s.admin_cidrs:
         try:
             admin = ipaddress.ip_network(cidr, strict=True)
