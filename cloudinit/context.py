@@ -15,6 +15,10 @@ PRIVATE_INTERFACE = "eth1"
 HTTP_PORT = 80
 
 
+SETPRIV = "/usr/bin/setpriv"
+"""util-linux, in every Ubuntu image: runs one unit command as another user."""
+
+
 def _number(value: float) -> str:
     """keepalived and curl want 0.5 or 2, never 2.0."""
     return f"{value:g}"
@@ -74,6 +78,9 @@ def template_context(inputs: DropletInputs) -> dict[str, object]:
         "data_dir": paths.DATA_DIR,
         "state_dir": paths.STATE_DIR,
         "web_root": paths.WEB_ROOT,
+        "role_file": paths.ROLE_FILE,
+        "role_path": paths.ROLE_PATH,
+        "setpriv": SETPRIV,
     }
 
 

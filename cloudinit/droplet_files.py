@@ -69,7 +69,7 @@ def droplet_files(inputs: DropletInputs, render: Render) -> list[DropletFile]:
         ),
         DropletFile(
             f"{paths.SYSTEMD_DIR}/keepalived.service.d/ha-web.conf",
-            static_file("keepalived-ha-web.conf"),
+            render("keepalived-ha-web.conf.j2"),
         ),
         DropletFile(paths.NGINX_DROPIN, render("nginx-ha-web.conf.j2")),
         *(

@@ -18,6 +18,10 @@ KEEPALIVED_PID = "/run/keepalived.pid"
 STATE_DIR = "/run/ha-web"
 HOLD_FILE = f"{STATE_DIR}/hold"
 MAINTENANCE_FILE = f"{STATE_DIR}/maintenance"
+# keepalived's state in one word, written by the agent; nginx serves it at ROLE_PATH so a peer
+# can judge the holder over its public address when the VPC is cut (agent/holder_check.py).
+ROLE_FILE = f"{STATE_DIR}/role"
+ROLE_PATH = "/.ha-web/role"
 # Root's alone: nginx's drop-in writes here from a shell as root, and ha-web, which owns
 # STATE_DIR, could plant a symlink there that root's `echo >` would follow.
 ROOT_STATE_DIR = "/run/ha-web-root"

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudinit.agent.cli import main as agent_main
+from cloudinit.agent.config import ROLE_PATH
 from lab.emulator import Droplet, Emulator, EmulatorServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -206,12 +207,15 @@ class Cloud:
 
 
 @contextlib.contextmanager
-def running_cloud(private_ips: tuple[str, str] = ("10.10.0.2", "10.10.0.3")) -> Iterator[Cloud]:
-    """The droplets' private IPs are only data unless a test health-checks them."""
+def running_cloud(
+    private_ips: tuple[str, str] = ("10.10.0.2", "10.10.0.3"),
+    public_ips: tuple[str, str] = ("198.51.100.2", "198.51.100.3"),
+) -> Iterator[Cloud]:
+    """The droplets' addresses are only data unless a test serves on them."""
     emulator = Emulator(token=TOKEN, action_latency=0)
     droplets = [
-        emulator.add_droplet(name, ip, f"198.51.100.{i + 2}", [TAG])
-        for i, (name, ip) in enumerate(zip(NAMES, private_ips, strict=True))
+        emulator.add_droplet(name, private, public, [TAG])
+        for name, private, public in zip(NAMES, private_ips, public_ips, strict=True)
     ]
     emulator.add_reserved_ip(RESERVED_IP)
     with EmulatorServer(emulator) as server:
@@ -264,22 +268,30 @@ def fake_keepalived(workdir: Path) -> Iterator[FakeKeepalived]:
 
 
 class HealthServer:
-    """nginx's health URL on one address; `healthy` decides the answer."""
+    """A node's nginx on one address: `healthy` decides the health URL's answer, `role` the
+    role file's (None: missing, so 404)."""
 
     def __init__(self, host: str, port: int) -> None:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                code = 200 if owner.healthy else 503
+                body = b""
+                if self.path == ROLE_PATH:
+                    code = 404 if owner.role is None else 200
+                    body = f"{owner.role}\n".encode() if owner.role else b""
+                else:
+                    code = 200 if owner.healthy else 503
                 self.send_response(code)
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                self.wfile.write(body)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         self.healthy = True
+        self.role: str | None = "MASTER"
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
         self.port: int = self._server.server_address[1]
@@ -295,12 +307,12 @@ class HealthServer:
 
 
 @contextlib.contextmanager
-def health_servers(hosts: tuple[str, ...]) -> Iterator[list[HealthServer]]:
+def health_servers(hosts: tuple[str, ...], port: int = 0) -> Iterator[list[HealthServer]]:
     """One server per host, all on the same port, as every droplet serves health_port."""
     servers: list[HealthServer] = []
     try:
         for host in hosts:
-            servers.append(HealthServer(host, servers[0].port if servers else 0))
+            servers.append(HealthServer(host, servers[0].port if servers else port))
         yield servers
     finally:
         for server in servers:

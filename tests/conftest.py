@@ -7,16 +7,18 @@ import pytest
 from tests.agent_harness import Cloud, HealthServer, health_servers, running_cloud
 from tests.keepalived_fixture import keepalived_binary
 
-__all__ = ["cloud", "health", "keepalived_binary"]
+__all__ = ["cloud", "health", "keepalived_binary", "public"]
 
 LOOPBACK_PEERS = ("127.0.0.2", "127.0.0.3")
 """Private IPs for the two emulated droplets that their health servers can listen on."""
+LOOPBACK_PUBLIC = ("127.0.1.2", "127.0.1.3")
+"""Their public IPs: another path to each node than the VPC, which a test may cut."""
 
 
 @pytest.fixture
 def cloud() -> Iterator[Cloud]:
     """The emulated API with two tagged droplets and the reserved IP (agent tests)."""
-    with running_cloud(private_ips=LOOPBACK_PEERS) as running:
+    with running_cloud(private_ips=LOOPBACK_PEERS, public_ips=LOOPBACK_PUBLIC) as running:
         yield running
 
 
@@ -24,4 +26,12 @@ def cloud() -> Iterator[Cloud]:
 def health() -> Iterator[list[HealthServer]]:
     """A health URL per droplet of `cloud`, each answering 2xx until told otherwise."""
     with health_servers(LOOPBACK_PEERS) as servers:
+        yield servers
+
+
+@pytest.fixture
+def public(health: list[HealthServer]) -> Iterator[list[HealthServer]]:
+    """Each droplet of `cloud` on its public address, on `health`'s port; says MASTER until
+    told otherwise."""
+    with health_servers(LOOPBACK_PUBLIC, port=health[0].port) as servers:
         yield servers

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import fcntl
 import os
+import socket
 import time
 from pathlib import Path
 
 import pytest
 
 from lab.emulator import Fault
-from tests.agent_harness import RESERVED_IP, TOKEN, Cloud, Node
+from tests.agent_harness import RESERVED_IP, TOKEN, Cloud, HealthServer, Node
 
 ACTIONS = "/v2/reserved_ips/*/actions"
 RESERVED = f"/v2/reserved_ips/{RESERVED_IP}"
@@ -349,3 +350,70 @@ def test_notify_as_keepalived_runs_it_posts_the_assign_without_a_settle_wait(
     assert proc.returncode == 0, log
     (post,) = cloud.emulator.calls("POST", ACTIONS)
     assert post.time - started < 2.0, "a long BACKUP claims at once, without settle_seconds"
+
+
+def test_notify_writes_the_role_that_nginx_serves_to_peers(cloud: Cloud, node: Node) -> None:
+    node.run("notify", "INSTANCE", "ha_web", "BACKUP", "200")
+    backup = (node.root / "run" / "role").read_text()
+
+    node.run("keepalived-stopped")
+
+    assert (backup, (node.root / "run" / "role").read_text()) == ("BACKUP\n", "STOP\n")
+    assert node.state()["state"] == "STOP"
+
+
+def test_claim_leaves_the_ip_on_a_higher_priority_master_that_answers_publicly(
+    cloud: Cloud, tmp_path: Path, health: list[HealthServer], public: list[HealthServer]
+) -> None:
+    """The VPC is cut (no private health URL answers), clients still reach the holder."""
+    lower = cloud.node(tmp_path, 1, health_port=public[0].port)
+    lower.cache_identity()
+    lower.set_state("MASTER")
+    cloud.emulator.assign_now(RESERVED_IP, cloud.droplets[0].id)
+    health[0].close()
+
+    run = lower.run("claim")
+
+    assert run.code == 0, run.log
+    assert "answers as MASTER on its public address" in run.log
+    assert cloud.holder() == cloud.droplets[0].id
+    assert cloud.assigns() == 0
+
+
+@pytest.mark.parametrize("role", ["FAULT", "BACKUP", "STOP", None])
+def test_claim_takes_the_ip_from_a_higher_priority_holder_that_is_not_master(
+    cloud: Cloud, tmp_path: Path, public: list[HealthServer], role: str | None
+) -> None:
+    lower = cloud.node(tmp_path, 1, health_port=public[0].port)
+    lower.cache_identity()
+    lower.set_state("MASTER")
+    cloud.emulator.assign_now(RESERVED_IP, cloud.droplets[0].id)
+    public[0].role = role
+
+    run = lower.run("claim")
+
+    assert run.code == 0, run.log
+    assert cloud.holder() == lower.droplet.id
+
+
+def test_claim_takes_the_ip_from_a_holder_whose_public_address_never_answers(
+    cloud: Cloud, tmp_path: Path
+) -> None:
+    """A crashed holder: the probe ends at holder_probe_timeout, and the claim goes on."""
+    silent = socket.socket()
+    silent.bind(("127.0.1.2", 0))
+    silent.listen(0)
+    try:
+        lower = cloud.node(tmp_path, 1, health_port=silent.getsockname()[1])
+        lower.cache_identity()
+        lower.set_state("MASTER")
+        cloud.emulator.assign_now(RESERVED_IP, cloud.droplets[0].id)
+        started = time.monotonic()
+
+        run = lower.run("claim")
+
+        assert run.code == 0, run.log
+        assert cloud.holder() == lower.droplet.id
+        assert time.monotonic() - started < 0.5 + 1.0
+    finally:
+        silent.close()

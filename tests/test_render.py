@@ -344,3 +344,22 @@ def test_user_data_fits_digitaloceans_64_kib_limit_at_the_largest_cluster(stack:
 def test_agent_config_names_the_maintenance_file() -> None:
     config = json.loads(write_files(_primary())[paths.AGENT_CONFIG]["content"])
     assert config["maintenance_file"] == paths.MAINTENANCE_FILE
+
+
+def test_nginx_serves_the_agents_role_file_where_peers_probe_it() -> None:
+    from cloudinit.agent import config as agent_config
+
+    site = write_files(_primary())[paths.NGINX_SITE]["content"]
+    location = re.search(r"location = (\S+) \{[^}]*alias ([^;]+);", site)
+    assert location is not None, site
+    assert location.groups() == (agent_config.ROLE_PATH, paths.ROLE_FILE)
+    assert f"{paths.STATE_DIR}/role" == paths.ROLE_FILE, "the agent writes it to state_dir/role"
+
+
+def test_a_stopped_or_killed_keepalived_records_stop_as_the_agent_user() -> None:
+    unit = _unit(write_files(_primary()), "/etc/systemd/system/keepalived.service.d/ha-web.conf")
+    (line,) = unit["Service"]["ExecStopPost"]
+    command = unit_files.command(line, {})
+    assert command.ignore_failure
+    assert list(command.argv[-2:]) == [paths.AGENT, "keepalived-stopped"]
+    assert f"--reuid={paths.AGENT_USER}" in command.argv

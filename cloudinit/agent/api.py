@@ -42,6 +42,8 @@ class Droplet(NamedTuple):
     name: str
     tags: tuple[str, ...]
     private_ip: str | None
+    public_ip: str | None = None
+    """Reachable without the VPC: a peer judges whether this droplet still serves through it."""
 
     @classmethod
     def from_api(cls, raw: Any) -> Droplet:
@@ -57,10 +59,16 @@ class Droplet(NamedTuple):
             raise ValueError(f"droplet {droplet_id}'s name or tags are not strings")
         if not _all(v4, dict):
             raise ValueError(f"droplet {droplet_id}'s networks.v4 is not a list of objects")
-        private = [n.get("ip_address") for n in v4 if n.get("type") == "private"]
-        if private and not isinstance(private[0], str | None):
-            raise ValueError(f"droplet {droplet_id}'s private ip_address is not a string")
-        return cls(droplet_id, name, tuple(tags), (private[0] or None) if private else None)
+        private, public = (_address(droplet_id, v4, kind) for kind in ("private", "public"))
+        return cls(droplet_id, name, tuple(tags), private, public)
+
+
+def _address(droplet_id: int, v4: list[dict[str, Any]], kind: str) -> str | None:
+    """The first IPv4 address of a kind ("private", "public") in a droplet's networks.v4."""
+    found = [n.get("ip_address") for n in v4 if n.get("type") == kind]
+    if found and not isinstance(found[0], str | None):
+        raise ValueError(f"droplet {droplet_id}'s {kind} ip_address is not a string")
+    return (found[0] or None) if found else None
 
 
 class Action(NamedTuple):

@@ -6,9 +6,10 @@ import enum
 import random
 import time
 
-from .api import DigitalOcean
+from .api import Action, DigitalOcean
 from .config import Config
 from .errors import FatalApiError, RetryableError
+from .holder_check import Verdict, holder_role, judge, still_serves
 from .identity import Identity, load_identity
 from .log import LOG
 from .state import (
@@ -26,6 +27,7 @@ from .token_file import read_token
 class Outcome(enum.Enum):
     ASSIGNED = "assigned"
     ALREADY_HERE = "already here"
+    HOLDER_SERVES = "a higher-priority member holds it and serves"
     NOT_MASTER = "not MASTER"
     MAINTENANCE = "in maintenance"
     BUSY = "another claim is running"
@@ -49,9 +51,14 @@ def backoff_delay(cfg: Config, attempt: int, hint: float | None) -> float:
 
 
 class Claim:
-    def __init__(self, cfg: Config, api: DigitalOcean, identity: Identity) -> None:
+    def __init__(
+        self, cfg: Config, api: DigitalOcean, identity: Identity, check_holder: bool = True
+    ) -> None:
+        """check_holder: judge the holder before taking the IP. Off only for a caller that
+        has just judged it (reconcile)."""
         self.cfg = cfg
         self.me = identity
+        self.check_holder = check_holder
         self.deadline = time.monotonic() + cfg.claim_timeout
         # Each request ends by the deadline too, however slowly the API answers.
         self.api = api.until(self.deadline)
@@ -116,9 +123,27 @@ class Claim:
 
     def _attempt(self) -> Outcome:
         holder = self.api.holder()
-        if holder is not None and holder.id == self.me.droplet_id:
+        verdict = judge(self.cfg, self.me, holder)
+        if verdict is Verdict.HERE:
             LOG.info("%s is already on this droplet (%d)", self.cfg.reserved_ip, self.me.droplet_id)
             return Outcome.ALREADY_HERE
+        if verdict is Verdict.CHECK_HOLDER and self.check_holder and holder is not None:
+            role = holder_role(self.cfg, holder)
+            if still_serves(role):
+                LOG.info(
+                    "%s is on %s, a member of higher priority that answers as MASTER on its "
+                    "public address %s: leaving it there (its VRRP does not reach this node)",
+                    self.cfg.reserved_ip,
+                    holder.name,
+                    holder.public_ip,
+                )
+                return Outcome.HOLDER_SERVES
+            LOG.info(
+                "%s holds %s but answers %s on its public address: taking it",
+                holder.name,
+                self.cfg.reserved_ip,
+                role or "nothing",
+            )
         if not is_master(self.cfg):
             return Outcome.NOT_MASTER
         held_by = f"{holder.name} ({holder.id})" if holder else "nobody"
@@ -138,9 +163,18 @@ class Claim:
             if not sleep_while_master(self.cfg, min(self.cfg.poll_interval, left)):
                 return Outcome.NOT_MASTER
             if time.monotonic() < self.deadline:  # else the check above says what was left
-                action = self.api.action(action.id)
+                action = self._poll(action)
         LOG.info("%s is now on this droplet (action %d completed)", self.cfg.reserved_ip, action.id)
         return Outcome.ASSIGNED
+
+    def _poll(self, action: Action) -> Action:
+        """A poll the deadline cuts short reports the action, not the cut request."""
+        try:
+            return self.api.action(action.id)
+        except RetryableError:
+            if time.monotonic() < self.deadline:
+                raise
+            return action
 
 
 def claim(cfg: Config) -> Outcome:

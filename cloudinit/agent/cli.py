@@ -10,7 +10,7 @@ from .claim import claim
 from .config import CONFIG_ENV, DEFAULT_CONFIG, Config, config_path, load_config
 from .errors import AgentError
 from .log import LOG, setup_logging
-from .state import MASTER, record_transition
+from .state import MASTER, STOP, record_transition
 
 DEFAULT_MAINTENANCE_TIMEOUT = 60.0
 DESCRIPTION = (
@@ -26,6 +26,13 @@ def notify(cfg: Config, args: argparse.Namespace) -> int:
     return claim(cfg).exit_code
 
 
+def keepalived_stopped(cfg: Config) -> int:
+    """keepalived's unit ran its ExecStopPost: it stopped, crashed or was killed, and sent no
+    notify. Peers must stop counting on this node (holder_check.py), so record STOP."""
+    record_transition(cfg, STOP, 0, 0)
+    return 0
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ha-web-agent", description=DESCRIPTION)
     parser.add_argument(
@@ -37,6 +44,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     note.add_argument("name", help="the VRRP instance")
     note.add_argument("state", help="MASTER, BACKUP, FAULT or STOP")
     note.add_argument("priority", type=int)
+    commands.add_parser(
+        "keepalived-stopped", help="keepalived's unit stopped: record STOP (ExecStopPost)"
+    )
     commands.add_parser("claim", help="move the reserved IP here if this node is MASTER")
     commands.add_parser("peers", help="fetch the cluster's peers into peers.json (as ha-web)")
     commands.add_parser(
@@ -98,6 +108,8 @@ def run_command(cfg: Config, args: argparse.Namespace) -> int:
             return notify(cfg, args)
         case "claim":
             return claim(cfg).exit_code
+        case "keepalived-stopped":
+            return keepalived_stopped(cfg)
         case "peers":
             from .peers import refresh_peers
 

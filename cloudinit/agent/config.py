@@ -13,6 +13,8 @@ from typing import Any, NamedTuple
 from .errors import AgentError
 
 DEFAULT_CONFIG = "/etc/ha-web/agent.json"
+ROLE_PATH = "/.ha-web/role"
+"""Where every node's nginx serves its role file, on every address (cloudinit/paths.py)."""
 CONFIG_ENV = "HA_WEB_AGENT_CONFIG"
 
 
@@ -37,6 +39,9 @@ class Config(NamedTuple):
     health_path: str = "/healthz"
     claim_timeout: float = 60.0
     request_timeout: float = 2.0
+    # A peer's public address answers in milliseconds; a dead one never does, and every crash
+    # failover waits this long before the claim (docs/internals.md, "Judging the holder").
+    holder_probe_timeout: float = 0.5
     settle_seconds: float = 2.4
     backoff_initial: float = 0.5
     backoff_max: float = 8.0
@@ -58,6 +63,11 @@ class Config(NamedTuple):
     @property
     def reconcile_file(self) -> Path:
         return self.state_dir / "reconcile.json"
+
+    @property
+    def role_file(self) -> Path:
+        """keepalived's state in one word; nginx serves it to the peers at ROLE_PATH."""
+        return self.state_dir / "role"
 
 
 LOG_TARGETS = ("auto", "syslog", "stderr")
@@ -145,6 +155,7 @@ def _config_from(r: _ConfigReader) -> Config:
         health_path=r.text("health_path", defaults.health_path),
         claim_timeout=r.number("claim_timeout", defaults.claim_timeout),
         request_timeout=r.number("request_timeout", defaults.request_timeout),
+        holder_probe_timeout=r.number("holder_probe_timeout", defaults.holder_probe_timeout),
         settle_seconds=r.number("settle_seconds", defaults.settle_seconds),
         backoff_initial=r.number("backoff_initial", defaults.backoff_initial),
         backoff_max=r.number("backoff_max", defaults.backoff_max),

@@ -2,46 +2,18 @@
 
 from __future__ import annotations
 
-import enum
-
-from .api import DigitalOcean, Droplet
+from .api import DigitalOcean
 from .claim import Claim
 from .config import Config
 from .errors import FatalApiError, RetryableError
 from .files import read_json, write_json
-from .health import health_status
-from .identity import Identity, load_identity
+from .holder_check import Verdict, holder_role, judge, still_serves
+from .identity import load_identity
 from .log import LOG
 from .state import MASTER, in_maintenance, keepalived_alive, read_state
 from .token_file import read_token
 
 HEALTH_FAILURES_BEFORE_CLAIM = 2
-
-
-class Verdict(enum.Enum):
-    HERE = "here"
-    CLAIM = "claim"
-    CHECK_HOLDER = "check the holder's health"
-
-
-def judge(cfg: Config, me: Identity, holder: Droplet | None) -> Verdict:
-    """Only a higher-priority, healthy member keeps the IP from a MASTER: so two MASTERs agree."""
-    if holder is not None and holder.id == me.droplet_id:
-        return Verdict.HERE
-    if holder is None or cfg.cluster_tag not in holder.tags:
-        return Verdict.CLAIM
-    mine = cfg.priorities.get(cfg.droplet_name, 0)
-    theirs = cfg.priorities.get(holder.name)
-    if theirs is not None and theirs < mine:
-        return Verdict.CLAIM
-    return Verdict.CHECK_HOLDER
-
-
-def holder_healthy(cfg: Config, holder: Droplet) -> bool:
-    if holder.private_ip is None:
-        return False
-    answer = health_status(cfg, holder.private_ip)
-    return answer is not None and 200 <= answer < 400
 
 
 def count_failure(cfg: Config, holder_id: int) -> int:
@@ -83,27 +55,32 @@ def reconcile(cfg: Config) -> int:
         reset_failures(cfg)
         return 0
     if verdict is Verdict.CHECK_HOLDER and holder is not None:
-        if holder_healthy(cfg, holder):
+        role = holder_role(cfg, holder)
+        if still_serves(role):
             reset_failures(cfg)
             LOG.info(
-                "%s is on %s, a healthy higher-priority member; leaving it",
+                "%s is on %s, a higher-priority member that answers as MASTER; leaving it",
                 cfg.reserved_ip,
                 holder.name,
             )
             return 0
-        failures = count_failure(cfg, holder.id)
-        if failures < HEALTH_FAILURES_BEFORE_CLAIM:
-            LOG.warning(
-                "%s holds %s but failed its health check (%d in a row)",
-                holder.name,
-                cfg.reserved_ip,
-                failures,
-            )
-            return 0
+        if role is None:
+            # No answer may be a lost packet: only a second one in a row moves the IP. An
+            # answer other than MASTER (FAULT, BACKUP, STOP) is the holder's own word.
+            failures = count_failure(cfg, holder.id)
+            if failures < HEALTH_FAILURES_BEFORE_CLAIM:
+                LOG.warning(
+                    "%s holds %s but its public address %s did not answer (%d in a row)",
+                    holder.name,
+                    cfg.reserved_ip,
+                    holder.public_ip,
+                    failures,
+                )
+                return 0
     reset_failures(cfg)
     LOG.info(
         "MASTER without %s (on %s): claiming it",
         cfg.reserved_ip,
         holder.name if holder else "nobody",
     )
-    return Claim(cfg, api, me).run().exit_code
+    return Claim(cfg, api, me, check_holder=False).run().exit_code

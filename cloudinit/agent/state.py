@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 from .config import Config
-from .files import read_json, write_json
+from .files import read_json, write_atomic, write_json
 from .log import LOG
 
 T = TypeVar("T")
 MASTER = "MASTER"
 BACKUP = "BACKUP"
+STOP = "STOP"
 STATE_POLL_SECONDS = 0.1
 
 
@@ -128,6 +129,7 @@ def record_transition(
             since, previous, previous_since = now, old.state, old.since
         new = NodeState(new_state, since, previous, previous_since, keepalived_pid, priority, order)
         write_json(cfg.state_file, new._asdict())
+        write_atomic(cfg.role_file, f"{new_state}\n")
     LOG.info("keepalived says %s (was %s, priority %d)", new_state, previous or "unknown", priority)
     return new
 
