@@ -109,21 +109,44 @@ def test_on_waits_while_the_new_holder_does_not_answer_its_health_url(
     assert "done:" in result[0].out
 
 
-def test_on_times_out_with_a_clear_error_and_leaves_maintenance_on(
+def test_on_times_out_with_a_clear_error_and_rolls_maintenance_back(
     cloud: Cloud, node: Node
 ) -> None:
+    """Left on, a later death of the holder would leave no member eligible for MASTER."""
     node.set_state("FAULT", previous="MASTER")
     started = time.monotonic()
+
     run = node.run("maintenance", "on", "--timeout", "0.5")
     elapsed = time.monotonic() - started
 
     assert run.code == 1
     assert 0.5 <= elapsed < 2.0
-    assert node.maintenance_file.read_text() == "1\n"
-    assert "maintenance stays on" in run.log
+    assert node.maintenance_file.read_text() == "0\n"
+    assert "maintenance rolled back to off" in run.log
     assert "is still on this droplet" in run.log
-    assert "ha-web-agent maintenance off" in run.log
+    assert "--force" in run.log
     assert "done:" not in run.out
+
+
+def test_on_rolls_back_when_the_api_refuses_the_token(cloud: Cloud, node: Node) -> None:
+    node.token_file.write_text("dop_v1_revoked\n")
+
+    run = node.run("maintenance", "on", "--timeout", "2")
+
+    assert run.code == 1
+    assert node.maintenance_file.read_text() == "0\n"
+    assert "the API refused" in run.log
+
+
+def test_forced_on_stays_on_when_the_handover_fails(cloud: Cloud, node: Node) -> None:
+    node.set_state("FAULT", previous="MASTER")
+
+    run = node.run("maintenance", "on", "--force", "--timeout", "0.3")
+
+    assert run.code == 1
+    assert node.maintenance_file.read_text() == "1\n"
+    assert "maintenance stays on (--force)" in run.log
+    assert "ha-web-agent maintenance off" in run.log
 
 
 def test_on_timeout_names_a_keepalived_that_did_not_go_to_fault(cloud: Cloud, node: Node) -> None:

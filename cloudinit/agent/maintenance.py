@@ -82,7 +82,11 @@ def wait_for_takeover(
 
 
 def maintenance_on(cfg: Config, timeout: float, force: bool) -> int:
-    """Done only when another member holds the IP and answers: then this node may be touched."""
+    """Done only when another member holds the IP and answers: then this node may be touched.
+
+    A handover that fails rolls back: maintenance off again, so that this node stays eligible
+    for MASTER. Left on, a later death of the holder would leave no member that may take the
+    IP. --force keeps it on regardless: the operator takes the node out knowingly."""
     api = DigitalOcean(cfg, read_token(cfg.token_file))
     me = load_identity(cfg)
     if not force:
@@ -101,12 +105,13 @@ def maintenance_on(cfg: Config, timeout: float, force: bool) -> int:
         f"{timeout:g}s for {cfg.reserved_ip} to move to a member that answers",
         flush=True,
     )
-    undo = "undo with `ha-web-agent maintenance off`"
     try:
         holder, why = wait_for_takeover(cfg, api, me, timeout)
     except FatalApiError as exc:
-        LOG.error("maintenance stays on, but the API refused: %s. %s", exc, undo)
-        return 1
+        return _failed(cfg, force, f"the API refused: {exc}")
+    except KeyboardInterrupt:
+        _failed(cfg, force, "interrupted before the handover was confirmed")
+        return 130
     if holder is None:
         current = read_state(cfg)
         state = current.state if current else "unknown"
@@ -116,22 +121,36 @@ def maintenance_on(cfg: Config, timeout: float, force: bool) -> int:
             else f" keepalived here says {state}, not FAULT: is it running with a "
             f"keepalived.conf that tracks {cfg.maintenance_file}?"
         )
-        LOG.error(
-            "maintenance stays on, but %s did not move to a member that answers within %gs: "
-            "%s.%s Check the other members and retry with a longer --timeout, or %s",
-            cfg.reserved_ip,
-            timeout,
-            why,
-            hint,
-            undo,
+        return _failed(
+            cfg,
+            force,
+            f"{cfg.reserved_ip} did not move to a member that answers within {timeout:g}s: "
+            f"{why}.{hint} Check the other members and retry with a longer --timeout",
         )
-        return 1
     url = health_url(cfg, holder.private_ip or "?")
     print(
         f"done: {cfg.reserved_ip} is on {holder.name}, and {url} answers. {cfg.droplet_name} "
         "stays out of service until `ha-web-agent maintenance off`"
     )
     return 0
+
+
+def _failed(cfg: Config, force: bool, why: str) -> int:
+    if force:
+        LOG.error(
+            "maintenance stays on (--force), but the handover failed: %s. Undo with "
+            "`ha-web-agent maintenance off`",
+            why,
+        )
+        return 1
+    set_maintenance(cfg, False)
+    LOG.error(
+        "maintenance rolled back to off: the handover failed: %s. %s rejoins the cluster "
+        "once its health check passes; do not touch it. To take it out anyway, pass --force",
+        why,
+        cfg.droplet_name,
+    )
+    return 1
 
 
 def maintenance_off(cfg: Config) -> int:
