@@ -1,13 +1,14 @@
 """Fixtures shared across test modules."""
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.agent_harness import Cloud, HealthServer, health_servers, running_cloud
+from tests.agent_harness import Cloud, HealthServer, Node, health_servers, running_cloud
 from tests.keepalived_fixture import keepalived_binary
 
-__all__ = ["cloud", "health", "keepalived_binary", "public"]
+__all__ = ["cloud", "health", "keepalived_binary", "node", "public"]
 
 LOOPBACK_PEERS = ("127.0.0.2", "127.0.0.3")
 """Private IPs for the two emulated droplets that their health servers can listen on."""
@@ -35,3 +36,12 @@ def public(health: list[HealthServer]) -> Iterator[list[HealthServer]]:
     told otherwise."""
     with health_servers(LOOPBACK_PUBLIC, port=health[0].port) as servers:
         yield servers
+
+
+@pytest.fixture
+def node(cloud: Cloud, tmp_path: Path) -> Node:
+    """Droplet 0, a settled MASTER whose droplet id is cached."""
+    primary = cloud.node(tmp_path)
+    primary.cache_identity()
+    primary.set_state("MASTER")
+    return primary

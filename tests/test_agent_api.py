@@ -7,7 +7,6 @@ import socket
 import time
 import traceback
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,15 +22,6 @@ RESERVED = f"/v2/reserved_ips/{RESERVED_IP}"
 ACTIONS = f"{RESERVED}/actions"
 SLACK = 1.5
 """Seconds a bounded run may overrun its bound on a loaded 2-core machine."""
-
-
-@pytest.fixture
-def node(cloud: Cloud, tmp_path: Path) -> Node:
-    """Droplet 0, a settled MASTER whose droplet id is cached."""
-    primary = cloud.node(tmp_path)
-    primary.cache_identity()
-    primary.set_state("MASTER")
-    return primary
 
 
 def _timed(node: Node, *args: str, bound: float) -> tuple[AgentRun, float]:

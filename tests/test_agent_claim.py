@@ -17,15 +17,6 @@ ACTIONS = "/v2/reserved_ips/*/actions"
 RESERVED = f"/v2/reserved_ips/{RESERVED_IP}"
 
 
-@pytest.fixture
-def node(cloud: Cloud, tmp_path: Path) -> Node:
-    """Droplet 0, a settled MASTER whose droplet id is cached."""
-    primary = cloud.node(tmp_path)
-    primary.cache_identity()
-    primary.set_state("MASTER")
-    return primary
-
-
 def test_claim_assigns_the_ip_and_polls_the_action_until_completed(
     cloud: Cloud, node: Node
 ) -> None:
@@ -362,13 +353,19 @@ def test_notify_writes_the_role_that_nginx_serves_to_peers(cloud: Cloud, node: N
     assert node.state()["state"] == "STOP"
 
 
+def _lower_master(cloud: Cloud, tmp_path: Path, health_port: int) -> Node:
+    """Droplet 1, the lower priority, a settled MASTER: it hears no VRRP from droplet 0."""
+    lower = cloud.node(tmp_path, 1, health_port=health_port)
+    lower.cache_identity()
+    lower.set_state("MASTER")
+    return lower
+
+
 def test_claim_leaves_the_ip_on_a_higher_priority_master_that_answers_publicly(
     cloud: Cloud, tmp_path: Path, health: list[HealthServer], public: list[HealthServer]
 ) -> None:
     """The VPC is cut (no private health URL answers), clients still reach the holder."""
-    lower = cloud.node(tmp_path, 1, health_port=public[0].port)
-    lower.cache_identity()
-    lower.set_state("MASTER")
+    lower = _lower_master(cloud, tmp_path, public[0].port)
     cloud.emulator.assign_now(RESERVED_IP, cloud.droplets[0].id)
     health[0].close()
 
@@ -384,9 +381,7 @@ def test_claim_leaves_the_ip_on_a_higher_priority_master_that_answers_publicly(
 def test_claim_takes_the_ip_from_a_higher_priority_holder_that_is_not_master(
     cloud: Cloud, tmp_path: Path, public: list[HealthServer], role: str | None
 ) -> None:
-    lower = cloud.node(tmp_path, 1, health_port=public[0].port)
-    lower.cache_identity()
-    lower.set_state("MASTER")
+    lower = _lower_master(cloud, tmp_path, public[0].port)
     cloud.emulator.assign_now(RESERVED_IP, cloud.droplets[0].id)
     public[0].role = role
 
@@ -404,9 +399,7 @@ def test_claim_takes_the_ip_from_a_holder_whose_public_address_never_answers(
     silent.bind(("127.0.1.2", 0))
     silent.listen(0)
     try:
-        lower = cloud.node(tmp_path, 1, health_port=silent.getsockname()[1])
-        lower.cache_identity()
-        lower.set_state("MASTER")
+        lower = _lower_master(cloud, tmp_path, silent.getsockname()[1])
         cloud.emulator.assign_now(RESERVED_IP, cloud.droplets[0].id)
         started = time.monotonic()
 
