@@ -188,6 +188,13 @@ WRONG_HOLDER_ANSWERS = {
             "droplet": _droplet(networks={"v4": [{"type": "private", "ip_address": 7}]})
         }
     },
+    "public-ip-names-a-host": {
+        "reserved_ip": {
+            "droplet": _droplet(
+                networks={"v4": [{"type": "public", "ip_address": "198.51.100.2@127.0.0.9"}]}
+            )
+        }
+    },
     "id-a-string": {"reserved_ip": {"droplet": _droplet(id="1234")}},
     "tags-a-string": {"reserved_ip": {"droplet": _droplet(tags="ha-web-test")}},
     "reserved-ip-a-string": {"reserved_ip": RESERVED_IP},

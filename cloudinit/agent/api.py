@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import ipaddress
 import json
 import time
 import urllib.parse
@@ -66,9 +67,17 @@ class Droplet(NamedTuple):
 def _address(droplet_id: int, v4: list[dict[str, Any]], kind: str) -> str | None:
     """The first IPv4 address of a kind ("private", "public") in a droplet's networks.v4."""
     found = [n.get("ip_address") for n in v4 if n.get("type") == kind]
-    if found and not isinstance(found[0], str | None):
-        raise ValueError(f"droplet {droplet_id}'s {kind} ip_address is not a string")
-    return (found[0] or None) if found else None
+    if not found or not found[0]:
+        return None
+    # The agent puts it in URLs (health, role): "1.2.3.4@elsewhere" must not name a host.
+    try:
+        if not isinstance(found[0], str):
+            raise ValueError(found[0])
+        return str(ipaddress.IPv4Address(found[0]))
+    except ValueError:
+        raise ValueError(
+            f"droplet {droplet_id}'s {kind} ip_address is not an IPv4 address"
+        ) from None
 
 
 class Action(NamedTuple):
