@@ -6,9 +6,9 @@ STAMP := $(VENV)/.installed
 RUNS ?= 10
 DEBIAN_PACKAGES := python3-venv nginx-light nftables iproute2 curl shellcheck cloud-init \
 	build-essential pkg-config libssl-dev libnl-3-dev libnl-genl-3-dev libsystemd-dev dpkg-dev util-linux \
-	systemd-container debootstrap
+	systemd-container debootstrap openssl
 
-.PHONY: setup system-packages test unit lint agent lab lab-up lab-down bench clean
+.PHONY: setup system-packages test unit lint agent lab-image lab lab-up lab-down bench clean
 
 setup: $(STAMP)
 
@@ -36,15 +36,20 @@ lint: setup
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy .
 
-# The droplet agent as one zip (cloudinit/files/ha-web-agent.pyz), from cloudinit/agent/.
+# The droplet agent as one gzipped zip (cloudinit/files/ha-web-agent.pyz.gz), from cloudinit/agent/.
 # Run after changing the agent and commit the archive: the renderer refuses a stale one.
 agent: setup
 	$(PY) -m cloudinit.agent_archive
 
-lab: system-packages setup
+# The droplets' Debian image is built once (about 80 s, needs the Debian mirror) and cached
+# in /var/cache/ha-web-lab; later runs say where it is and how long its build took.
+lab-image: system-packages setup
+	$(PY) -m lab.rootfs
+
+lab: lab-image
 	$(PY) -m lab drill
 
-lab-up: system-packages setup
+lab-up: lab-image
 	$(PY) -m lab up
 
 lab-down: setup

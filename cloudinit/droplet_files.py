@@ -44,8 +44,8 @@ def static_file(name: str) -> str:
 
 
 def packed_agent() -> str:
-    """The agent package as one zip, base64 (cloudinit/agent_archive.py says why it is
-    committed). As text it would take most of DigitalOcean's 64 KiB of user-data."""
+    """The agent package as one zip, gzipped and base64 (cloudinit/agent_archive.py says
+    why it is committed). As text it would take most of DigitalOcean's 64 KiB of user-data."""
     return base64.b64encode(agent_archive.checked_archive()).decode("ascii")
 
 
@@ -54,7 +54,7 @@ def droplet_files(inputs: DropletInputs, render: Render) -> list[DropletFile]:
     token_owner = f"{paths.AGENT_USER}:{paths.AGENT_USER}"
     files = [
         DropletFile(paths.AGENT, render("ha-web-agent.j2"), "0755"),
-        DropletFile(paths.AGENT_ARCHIVE, packed_agent(), encoding="b64"),
+        DropletFile(paths.AGENT_ARCHIVE, packed_agent(), encoding="gz+b64"),
         DropletFile(paths.CHECK_NGINX, render("check-nginx.j2"), "0755"),
         DropletFile(paths.FIREWALL, render("firewall.nft.j2")),
         DropletFile(paths.METADATA_LOCK, render("metadata-lock.nft.j2")),

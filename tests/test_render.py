@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import re
 import shutil
@@ -304,8 +305,9 @@ def test_agent_launcher_imports_the_package_boot_unpacks_and_compiles_before_age
     assert f'sys.path.append("{paths.LIB_DIR}")' in launcher
     assert "from ha_web_agent.cli import main" in launcher
     archive = files[paths.AGENT_ARCHIVE]
-    assert archive["encoding"] == "b64"
-    assert agent_archive.members(base64.b64decode(archive["content"])) == agent_archive.sources()
+    assert archive["encoding"] == "gz+b64"
+    zipped = gzip.decompress(base64.b64decode(archive["content"]))
+    assert agent_archive.members(zipped) == agent_archive.sources()
     assert f"{paths.LIB_DIR}/{agent_archive.PACKAGE_NAME}" == paths.AGENT_MODULE
     flat = [" ".join(c) for c in document["runcmd"]]
     unpacked = flat.index(f"/usr/bin/python3 -m zipfile -e {paths.AGENT_ARCHIVE} {paths.LIB_DIR}")

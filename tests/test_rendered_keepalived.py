@@ -6,6 +6,7 @@ from Debian's copy of the pinned release tarball, not the host's package."""
 from __future__ import annotations
 
 import base64
+import gzip
 import io
 import json
 import os
@@ -49,7 +50,7 @@ def _stage(user_data: str, root: Path) -> Path:
     # cloud-init decodes the agent's `encoding: b64` zip, which lab.user_data writes as given,
     # and runcmd unpacks it next to itself.
     (packed,) = [e["content"] for e in config.write_files if e["path"] == paths.AGENT_ARCHIVE]
-    archive = base64.b64decode(packed)
+    archive = gzip.decompress(base64.b64decode(packed))
     (root / paths.AGENT_ARCHIVE.lstrip("/")).write_bytes(archive)
     zipfile.ZipFile(io.BytesIO(archive)).extractall(root / paths.LIB_DIR.lstrip("/"))
     # What systemd-tmpfiles makes from the droplet's tmpfiles.d entry.
