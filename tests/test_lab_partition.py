@@ -86,6 +86,11 @@ def test_whole_vpc_cut_moves_the_ip_at_most_once_and_the_site_keeps_answering(
         f"the IP still moved in the second half of the cut\n{journals(lab)}"
     )
     failed = [s.time for s in lab.samples(started, healed) if s.node is None]
+    answered = len(lab.samples(started, healed)) - len(failed)
+    print(
+        f"whole VPC cut {WHOLE_CUT:g} s: {len(assigns)} move(s), "
+        f"{len(failed)} failed, {answered} answered"
+    )
     if assigns:
         window = (assigns[0] - 1.0, assigns[0] + scenarios.bound(lab))
         outside = [t for t in failed if not window[0] <= t <= window[1]]
