@@ -3,12 +3,18 @@
 `Lab` is a context manager. However it ends (return, exception, SIGTERM, atexit), it
 ends every process it started and removes every namespace and directory it made,
 and only those; a state file lets `python -m lab down` do the same from another shell.
+
+Two kinds of droplet exist until the real boot has proven itself on every lab test: the
+stand-in (lab/droplet.py, the default) and, with `real_boot=True`, the real boot under
+systemd-nspawn (lab/booted_droplet.py), for which the emulator also serves keepalived's
+tarball over https.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import os
 import secrets
 import shutil
 import threading
@@ -20,19 +26,23 @@ from types import TracebackType
 
 import yaml
 
-from lab import netns
+from lab.booted_droplet import BootedDroplet
 from lab.client import Poller, Sample
 from lab.cloud_config import KeepalivedBuild
+from lab.downloads import HTTPS_PORT, serve_in, serve_keepalived_tarballs
 from lab.droplet import Droplet, DropletSpec
 from lab.emulator import Call, Emulator, EmulatorServer, ReservedIp
 from lab.emulator import Droplet as ApiDroplet
 from lab.keepalived_source import ensure_keepalived, sha256_of
+from lab.lab_ca import LabCa, make_ca
+from lab.rootfs import ensure_rootfs
 from lab.spec import LabSpec
 from lab.state import LAB_ROOT, PREFIX_START, LabState, me, start_time
-from lab.topology import Topology
+from lab.topology import API_IP, Topology
 
 Echo = Callable[[str], None]
 BUILD_SCRIPT_NAME = "build-keepalived"
+REAL_BOOT_VARIABLE = "HA_WEB_LAB_REAL_BOOT"
 
 
 class LabError(RuntimeError):
@@ -67,6 +77,12 @@ def keepalived_builds(spec: LabSpec) -> list[KeepalivedBuild]:
     return builds
 
 
+def real_boot_default() -> bool:
+    """HA_WEB_LAB_REAL_BOOT=1 makes every lab that does not choose boot real droplets
+    (`HA_WEB_LAB_REAL_BOOT=1 make lab`); unset, the stand-in runs."""
+    return os.environ.get(REAL_BOOT_VARIABLE, "") == "1"
+
+
 class Lab:
     def __init__(
         self,
@@ -74,9 +90,13 @@ class Lab:
         action_latency: float = 2.0,
         echo: Echo = print,
         root: Path = LAB_ROOT,
+        real_boot: bool | None = None,
     ) -> None:
         self.spec = spec
         self.echo = echo
+        self.real_boot = real_boot_default() if real_boot is None else real_boot
+        """Droplets boot the Debian image under systemd-nspawn (BootedDroplet), not the
+        stand-in; the emulator then also serves keepalived's tarball over https."""
         self.prefix = PREFIX_START + secrets.token_hex(2)
         self.dir = root / self.prefix
         self.topology = Topology(self.prefix)
@@ -87,7 +107,12 @@ class Lab:
         self.client = Poller(self.topology.client, spec.reserved_ip)
         self.state = LabState(self.prefix, str(self.dir), me())
         self.builds: list[KeepalivedBuild] = []
-        self._server: EmulatorServer | None = None
+        self.rootfs: Path | None = None
+        self.ca: LabCa | None = None
+        self.trust: dict[str, bytes] = {}
+        self.notes: list[str] = []
+        """Boot lines every real droplet says at its first boot (what the lab serves it)."""
+        self._servers: list[EmulatorServer] = []
         self._closed = False
         self._replacements = 0
         self._lock = threading.Lock()
@@ -114,7 +139,14 @@ class Lab:
         atexit.register(self.close)
         self.dir.mkdir(parents=True)
         self.state.save()
-        self.builds = keepalived_builds(self.spec)
+        if self.real_boot:
+            self.rootfs = ensure_rootfs(self.echo)
+            self.ca = make_ca(self.dir / "ca", API_IP)
+            self.trust = self.ca.trust_files(self.rootfs)
+            user_data = [d.user_data for d in self.spec.droplets]
+            self.notes = serve_keepalived_tarballs(self.emulator, user_data)
+        else:
+            self.builds = keepalived_builds(self.spec)
         self.topology.create()
         self._record()
         self._serve_emulator()
@@ -126,20 +158,29 @@ class Lab:
             self.boot(list(self.droplets))
 
     def _serve_emulator(self) -> None:
-        """Bind the emulator in the router namespace: that thread's socket stays there."""
-        box: dict[str, EmulatorServer] = {}
+        """The emulator in the router namespace: the API and metadata over http, and for
+        real droplets their downloads over https, with the lab's CA."""
+        router = self.topology.router
+        self._servers.append(serve_in(router, self.emulator))
+        if self.real_boot:
+            assert self.ca is not None, "start() makes the CA first"
+            tls = self.ca.server_context()
+            self._servers.append(serve_in(router, self.emulator, API_IP, HTTPS_PORT, tls))
 
-        def bind() -> None:
-            netns.enter(self.topology.router)
-            box["server"] = EmulatorServer(self.emulator, "0.0.0.0", 80)
-
-        thread = threading.Thread(target=bind)
-        thread.start()
-        thread.join()
-        self._server = box["server"].start()
-
-    def _add_droplet(self, spec: DropletSpec, short: str) -> Droplet:
-        droplet = Droplet(
+    def _new_droplet(self, spec: DropletSpec, short: str) -> Droplet:
+        if self.real_boot:
+            assert self.rootfs is not None, "start() finds the image first"
+            return BootedDroplet(
+                spec,
+                short,
+                lab_dir=self.dir,
+                topology=self.topology,
+                rootfs=self.rootfs,
+                files=self.trust,
+                notes=self.notes,
+                echo=self.echo,
+            )
+        return Droplet(
             spec,
             short,
             lab_dir=self.dir,
@@ -147,6 +188,9 @@ class Lab:
             builds=self.builds,
             echo=self.echo,
         )
+
+    def _add_droplet(self, spec: DropletSpec, short: str) -> Droplet:
+        droplet = self._new_droplet(spec, short)
         self.droplets[spec.name] = droplet
         self.emulator.add_droplet(
             spec.name, spec.private_ip, spec.public_ip, spec.tags, spec.droplet_id
@@ -177,14 +221,7 @@ class Lab:
         new = self.emulator.replace_droplet(old.spec.droplet_id, private_ip, public_ip)
         self._replacements += 1
         spec = DropletSpec(name, new.id, public_ip, private_ip, old.spec.user_data, old.spec.tags)
-        droplet = Droplet(
-            spec,
-            f"r{self._replacements}",
-            lab_dir=self.dir,
-            topology=self.topology,
-            builds=self.builds,
-            echo=self.echo,
-        )
+        droplet = self._new_droplet(spec, f"r{self._replacements}")
         self.droplets[name] = droplet
         droplet.create()
         self._record()
@@ -272,8 +309,7 @@ class Lab:
         self._closed = True
         steps: list[Callable[[], None]] = [self.client.stop]
         steps += [d.destroy for d in self.droplets.values()]
-        if self._server is not None:
-            steps.append(self._server.stop)
+        steps += [server.stop for server in self._servers]
         steps += [self.topology.destroy, lambda: shutil.rmtree(self.dir, ignore_errors=True)]
         errors = []
         for step in steps:

@@ -224,9 +224,10 @@ class Droplet:
 
     def pids(self, comm: str | None = None) -> list[int]:
         """Host pids of the droplet's processes (optionally those named `comm`)."""
-        if self.box is None:
+        init = self.init_pid
+        if init is None:
             return []
-        mine = os.readlink(f"/proc/{self.box.pid}/ns/pid")
+        mine = os.readlink(f"/proc/{init}/ns/pid")
         found = []
         for entry in os.listdir("/proc"):
             if not entry.isdigit():

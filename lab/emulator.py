@@ -21,6 +21,7 @@ import json
 import re
 import shlex
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -35,6 +36,7 @@ from typing import Any
 DEFAULT_LATENCY = 2.0
 RATE_LIMIT = 5000
 RATE_WINDOW = 3600
+TLS_HANDSHAKE_TIMEOUT = 10.0
 
 PENDING_EVENT = {"id": "unprocessable_entity", "message": "Droplet already has a pending event."}
 NOT_FOUND = {"id": "not_found", "message": "The resource you were accessing could not be found."}
@@ -287,6 +289,9 @@ class Emulator:
         self.sources: dict[str, int] = {}
         self.call_log: list[Call] = []
         self.call_sink: Callable[[Call], None] | None = None
+        self.files: dict[str, Path] = {}
+        """URL path -> file served as is: what a droplet downloads at boot (keepalived's
+        tarball). Not the API: no token, no rate limit, and faults never touch it."""
         self._token = token
         self._lock = threading.RLock()
         self._stopping = threading.Event()
@@ -435,8 +440,16 @@ class Emulator:
                     return fault
         return None
 
+    def serve_file(self, path: str, file: Path) -> None:
+        """Answer GET `path` with the bytes of `file` (read at each request)."""
+        with self._lock:
+            self.files[path] = file
+
     def _serve(self, request: Request) -> Reply:
         path = request.path
+        download = self.files.get(path) if request.method == "GET" else None
+        if download is not None:
+            return Reply(200, download.read_bytes(), content_type="application/octet-stream")
         fault = self._take_fault(request.method, path)
         if fault is not None and fault.kind == "status":
             return self._api_reply(fault.reply(), path)
@@ -730,7 +743,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.command, self.path, dict(self.headers.items()), body, self.client_address[0]
         )
         reply = self.server.emulator.handle(request)
-        if isinstance(reply.body, str):
+        if isinstance(reply.body, bytes):
+            payload = reply.body
+        elif isinstance(reply.body, str):
             payload = reply.body.encode()
         else:
             payload = b"" if reply.body is None else json.dumps(reply.body).encode()
@@ -786,17 +801,40 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, address: tuple[str, int], emulator: Emulator) -> None:
+    def __init__(
+        self, address: tuple[str, int], emulator: Emulator, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.emulator = emulator
+        self.tls = tls
         super().__init__(address, _Handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        # The handshake runs here, in the request's own thread: a slow or broken client
+        # never holds up the accept loop, and a failed handshake ends only its request.
+        request.settimeout(TLS_HANDSHAKE_TIMEOUT)
+        try:
+            wrapped = self.tls.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return
+        with wrapped:
+            super().finish_request(wrapped, client_address)
 
 
 class EmulatorServer:
-    """The emulator on one address, served from a background thread."""
+    """The emulator on one address, served from a background thread; https with `tls`."""
 
-    def __init__(self, emulator: Emulator, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        emulator: Emulator,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.emulator = emulator
-        self._server = _Server((host, port), emulator)
+        self._server = _Server((host, port), emulator, tls)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -807,7 +845,8 @@ class EmulatorServer:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        scheme = "https" if self._server.tls else "http"
+        return f"{scheme}://{host!s}:{port}"
 
     def start(self) -> EmulatorServer:
         self._thread.start()

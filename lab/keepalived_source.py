@@ -13,8 +13,11 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 from components.settings import DEFAULT_KEEPALIVED_VERSION, KNOWN_KEEPALIVED_SHA256
 
@@ -31,6 +34,32 @@ BUILD_STAMP = ".ha-web-build"
 
 class KeepalivedSourceError(RuntimeError):
     """keepalived's source could not be fetched or built; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """One `build-keepalived URL SHA256 VERSION` a droplet's runcmd runs."""
+
+    url: str
+    sha256: str
+    version: str
+
+
+def build_requests(user_data: Iterable[str]) -> list[BuildRequest]:
+    """Every distinct keepalived build these `#cloud-config` documents run, in order."""
+    found: list[BuildRequest] = []
+    for text in user_data:
+        document = yaml.safe_load(text) or {}
+        for command in document.get("runcmd") or []:
+            if (
+                isinstance(command, list)
+                and len(command) == 4
+                and Path(str(command[0])).name == BUILD_SCRIPT.name
+            ):
+                request = BuildRequest(str(command[1]), str(command[2]), str(command[3]))
+                if request not in found:
+                    found.append(request)
+    return found
 
 
 def debian_version(version: str) -> str:

@@ -31,7 +31,7 @@ import shlex
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -194,14 +194,30 @@ class CloudInitResult:
 
 
 class Machine:
-    """One droplet booted with systemd-nspawn; a context manager that always cleans up."""
+    """One droplet booted with systemd-nspawn; a context manager that always cleans up.
 
-    def __init__(self, machine: str, rootfs: Path, workdir: Path, netns: str, seed: Seed) -> None:
+    Its disk (the upper directory) outlives a poweroff or a crash, so `start` again is a
+    reboot that finds what the last boot left, as a droplet's disk does; `close` deletes it.
+    """
+
+    def __init__(
+        self,
+        machine: str,
+        rootfs: Path,
+        workdir: Path,
+        netns: str,
+        seed: Seed,
+        *,
+        files: Mapping[str, bytes] | None = None,
+    ) -> None:
         self.machine = machine
         self.rootfs = rootfs
         self.workdir = workdir
         self.netns = netns
         self.seed = seed
+        self.files = dict(files or {})
+        """Absolute path -> content, laid into the disk before the first boot: what the lab
+        adapts in the image for this droplet (its CA in the trust store)."""
         self.upper = workdir / "upper"
         self.merged = workdir / "merged"
         self.console = workdir / "console.log"
@@ -230,11 +246,15 @@ class Machine:
         self.close()
 
     def start(self) -> None:
-        """Lay the disk and the seed, then launch nspawn; returns once the init is known."""
+        """Lay the disk and the seed on the first boot, then launch nspawn; returns once the
+        init is known."""
+        if self.running:
+            raise NspawnError(f"{self.machine} is already running; crash or power it off first")
         netns_path = Path("/run/netns", self.netns)
         if not netns_path.exists():
             raise NspawnError(f"no network namespace {self.netns}: create it first (Topology)")
-        self._lay_disk()
+        if not self.upper.exists():
+            self._lay_disk()
         work = self.workdir / "work"
         options = f"lowerdir={self.rootfs},upperdir={self.upper},workdir={work}"
         argv = [
@@ -268,8 +288,13 @@ class Machine:
         self._init = self._wait_for_init(deadline=time.monotonic() + 30)
 
     def _lay_disk(self) -> None:
-        for name in ("upper", "work", "merged"):
+        for name in ("work", "merged", "upper"):  # upper last: it marks a laid disk
             (self.workdir / name).mkdir(parents=True, exist_ok=True)
+        for inside, content in self.files.items():
+            target = self.upper / inside.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+            target.chmod(0o644)
         seed = self.upper / SEED_DIR
         seed.mkdir(parents=True, exist_ok=True, mode=0o700)
         # user-data carries the failover token: root only, as cloud-init keeps its copy.
@@ -339,25 +364,35 @@ class Machine:
             code = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired as error:
             raise NspawnError(f"{self.machine} {complaint}; see {self.console}") from error
-        self._init = None
+        self._release()
         return code
+
+    def _release(self, grace: float = 5.0) -> None:
+        """After nspawn exits: remove what it leaves on the host (its cgroups, its propagate
+        directory). The kernel may still be reaping the killed container's processes, so
+        busy cgroups get `grace` seconds to empty."""
+        self._init = None
+        deadline = time.monotonic() + grace
+        while (busy := self.home.remove()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _remove_propagation_dir(self.machine)
+        if busy:
+            raise NspawnError(f"{self.machine}: cgroups still hold processes: {', '.join(busy)}")
 
     def close(self) -> None:
         """Stop the container if it runs (a crash if a clean stop fails), then remove its
         cgroups, nspawn's leftover directory and the droplet's disk (workdir)."""
         process = self._process
-        if process is not None and process.poll() is None:
-            try:
-                self.poweroff(timeout=20.0)
-            except (NspawnError, subprocess.SubprocessError, OSError):
-                self._kill(process)
-        self._init = None
-        busy = self.home.remove()
-        _remove_propagation_dir(self.machine)
-        # The overlay lived in nspawn's private mount namespace: it went with nspawn.
-        subprocess.run(["rm", "-rf", "--one-file-system", str(self.workdir)], check=False)
-        if busy:
-            raise NspawnError(f"{self.machine}: cgroups still hold processes: {', '.join(busy)}")
+        try:
+            if process is not None and process.poll() is None:
+                try:
+                    self.poweroff(timeout=20.0)
+                except (NspawnError, subprocess.SubprocessError, OSError):
+                    self._kill(process)
+            self._release()
+        finally:
+            # The overlay lived in nspawn's private mount namespace: it went with nspawn.
+            subprocess.run(["rm", "-rf", "--one-file-system", str(self.workdir)], check=False)
 
     def _kill(self, process: subprocess.Popen[bytes]) -> None:
         # The init first: killing only nspawn would leave the container running, orphaned.

@@ -27,6 +27,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -172,13 +173,19 @@ def ensure_rootfs(echo: Echo = print) -> Path:
     """The cached root filesystem; built first if it is missing (about 80 s here)."""
     final = cached_path()
     if (final / MARKER).is_file():
-        return final
+        return _cached(final, echo)
     CACHE.mkdir(parents=True, exist_ok=True)
     with (CACHE / "rootfs.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (final / MARKER).is_file():  # another process built it while we waited
-            return final
+            return _cached(final, echo)
         return _build(final, echo)
+
+
+def _cached(final: Path, echo: Echo) -> Path:
+    built = json.loads((final / MARKER).read_text())
+    echo(f"rootfs: Debian {built['suite']} image cached at {final} (built in {built['seconds']} s)")
+    return final
 
 
 def _build(final: Path, echo: Echo) -> Path:
@@ -310,6 +317,21 @@ def _finish(root: Path) -> None:
         key.unlink()
 
 
+def package_versions(root: Path, names: tuple[str, ...]) -> dict[str, str]:
+    """Upstream versions of installed packages in the image at `root` ("?" if absent)."""
+    found = dict.fromkeys(names, "?")
+    status = (root / "var/lib/dpkg/status").read_text(errors="replace")
+    for stanza in status.split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in stanza.splitlines() if ": " in line and line[0] != " "
+        )
+        name = fields.get("Package", "")
+        if name in found and fields.get("Status", "").endswith(" installed"):
+            version = fields.get("Version", "?").split(":", 1)[-1]
+            found[name] = version.rsplit("-", 1)[0]
+    return found
+
+
 def _size_mb(root: Path) -> int:
     result = subprocess.run(["du", "-sm", str(root)], capture_output=True, text=True, check=False)
     return int(result.stdout.split()[0]) if result.returncode == 0 else 0
@@ -319,5 +341,14 @@ def _remove_tree(path: Path) -> None:
     subprocess.run(["rm", "-rf", "--one-file-system", str(path)], check=False)
 
 
+def main() -> int:
+    try:
+        ensure_rootfs()
+    except (RootfsError, NspawnError) as error:
+        print(f"rootfs: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
-    ensure_rootfs()
+    sys.exit(main())

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from components.settings import DEFAULT_KEEPALIVED_VERSION
 from lab.droplet import DropletSpec
 from lab.local_cloud import LabAddresses, deploy, stack_config
 from lab.topology import API_IP, METADATA_IP
@@ -27,6 +28,11 @@ LAB_SETTINGS = {
     "ha-web:allowInsecureApi": "true",
     "ha-web:metadataBaseUrl": f"http://{METADATA_IP}",
 }
+KEEPALIVED_URL = f"https://{API_IP}/software/keepalived-{{version}}.tar.gz"
+"""Where a lab droplet downloads keepalived: the emulator serves Debian's orig tarball there
+(byte-identical to the release) over https with the lab's CA, so the build script's real
+download, sha256 check and build run. keepalivedUrl must be https (settings_rules.py), and
+the lab has no route to www.keepalived.org."""
 AGENT_CONFIG = "/etc/ha-web/agent.json"
 TOKEN_FILE = "/etc/ha-web/token"
 
@@ -59,6 +65,9 @@ def from_stack(
     config = {**stack_config(stack), **LAB_SETTINGS, "ha-web:failoverToken": token}
     for key, value in (settings or {}).items():
         config[f"ha-web:{key}"] = value if isinstance(value, str) else json.dumps(value)
+    if "keepalivedUrl" not in (settings or {}):
+        version = config.get("ha-web:keepalivedVersion") or DEFAULT_KEEPALIVED_VERSION
+        config["ha-web:keepalivedUrl"] = KEEPALIVED_URL.format(version=version)
     deployment = deploy(stack, config)
     droplets = [
         DropletSpec(
