@@ -363,10 +363,11 @@ class Emulator:
         """Move the IP at once, as the lab's setup does; fires on_assign like an action would."""
         with self._lock:
             rip = self.reserved_ips[ip]
-            rip.droplet_id = droplet_id
             droplet = self.droplets.get(droplet_id) if droplet_id else None
         if self.on_assign:
             self.on_assign(rip, droplet)
+        with self._lock:
+            rip.droplet_id = droplet_id
 
     def bind_source(self, address: str, droplet_id: int) -> None:
         """Answer metadata requests from this address as that droplet."""
@@ -617,10 +618,12 @@ class Emulator:
             rip = self.reserved_ips.get(action.ip)
             droplet = self.droplets.get(action.droplet_id) if action.droplet_id else None
         if not errored and rip is not None:
-            with self._lock:
-                rip.droplet_id = droplet.id if droplet else None
+            # Routed first, then visible: an agent that reads the new holder (maintenance on
+            # says done) must find clients already reaching it.
             if self.on_assign:
                 self.on_assign(rip, droplet)
+            with self._lock:
+                rip.droplet_id = droplet.id if droplet else None
         with self._lock:
             action.status = "errored" if errored else "completed"
             action.completed_at = time.time()

@@ -152,3 +152,30 @@ def test_the_emulator_runs_as_a_process_from_a_state_file_and_stops_on_sigterm(
     assert status == 200
     assert body["reserved_ip"]["droplet"]["id"] == 5
     assert code == 0
+
+
+def test_the_new_holder_is_visible_only_once_the_ip_routes_to_it() -> None:
+    """An agent that reads the new holder (maintenance on says done) must find clients
+    already reaching it, so the lab routes before the API shows the move."""
+    seen: list[int | None] = []
+    emulator = Emulator(token=TOKEN, action_latency=0)
+    emulator.on_assign = lambda rip, _droplet: seen.append(emulator.holder(rip.ip))
+    droplets = [
+        emulator.add_droplet(n, f"10.10.0.{i}", f"198.51.100.{i}", [TAG])
+        for i, n in enumerate(("a", "b"), start=2)
+    ]
+    emulator.add_reserved_ip(RESERVED_IP)
+    emulator.assign_now(RESERVED_IP, droplets[0].id)
+    with EmulatorServer(emulator) as server:
+        status, _, _ = _call(
+            f"{server.url}/v2/reserved_ips/{RESERVED_IP}/actions",
+            "POST",
+            {"type": "assign", "droplet_id": droplets[1].id},
+        )
+        deadline = time.monotonic() + 5
+        while emulator.holder(RESERVED_IP) != droplets[1].id and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    assert status == 201
+    assert seen == [None, droplets[0].id]
+    assert emulator.holder(RESERVED_IP) == droplets[1].id
