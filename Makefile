@@ -23,8 +23,9 @@ system-packages:
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEBIAN_PACKAGES)
 
-# Everything: unit tests, rendered-config checks, the real keepalived build, and the lab (root).
-test: system-packages setup
+# Everything: unit tests, rendered-config checks, the real keepalived build, and the lab (root),
+# whose droplets boot the cached image (built first if missing).
+test: lab-image
 	$(PY) -m pytest
 
 # Fast unit tests only, no root needed.
@@ -41,7 +42,7 @@ lint: setup
 agent: setup
 	$(PY) -m cloudinit.agent_archive
 
-# The droplets' Debian image is built once (about 80 s, needs the Debian mirror) and cached
+# The lab droplets' Debian image is built once (about 80 s, needs the Debian mirror) and cached
 # in /var/cache/ha-web-lab; later runs say where it is and how long its build took.
 lab-image: system-packages setup
 	$(PY) -m lab.rootfs
@@ -56,7 +57,7 @@ lab-down: setup
 	$(PY) -m lab down
 
 # Failover timings: every fault RUNS times (make bench RUNS=1 for a quick check), into bench-report/.
-bench: system-packages setup
+bench: lab-image
 	$(PY) -m lab bench --runs $(RUNS)
 
 clean:

@@ -23,8 +23,10 @@ from lab.bench import run_bench
 from lab.cluster import Lab, LabError
 from lab.droplet import REPO, DropletError
 from lab.keepalived_source import KeepalivedSourceError
+from lab.nspawn import NspawnError
 from lab.plot import plot_timeline
 from lab.report import render_timeline, table, timeline, write_json
+from lab.rootfs import RootfsError
 from lab.scenarios import SCENARIOS, Result
 from lab.spec import LabSpec, SpecError, from_stack, from_user_data
 from lab.state import LAB_ROOT, LabState, saved_labs, tear_down
@@ -129,10 +131,10 @@ def hints(lab: Lab) -> list[str]:
     ]
     for droplet in lab.droplets.values():
         lines += [
-            f"{droplet.name}: a shell inside: nsenter -t {droplet.init_pid} -a bash",
-            f"    systemctl:  nsenter -t {droplet.init_pid} -a env PYTHONPATH={REPO} "
-            f"{sys.executable} -m lab.systemctl status nginx keepalived",
-            f"    journal:    {droplet.root}/var/log/lab-journal.log",
+            f"{droplet.name}: a shell inside: nsenter -t {droplet.init_pid} -a bash -l",
+            f"    systemctl:  nsenter -t {droplet.init_pid} -a systemctl status nginx keepalived",
+            f"    journal:    nsenter -t {droplet.init_pid} -a journalctl -u ha-web-agent -e",
+            f"    its disk:   {droplet.root} (its changes over the image)",
         ]
     lines.append("tear it down:   make lab-down (python -m lab down)")
     return lines
@@ -266,7 +268,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench":
             return bench(spec, args)
         return drill(spec, args.latency, args.report_dir, args.quiet)
-    except (SpecError, LabError, DropletError, KeepalivedSourceError) as error:
+    except (
+        SpecError,
+        LabError,
+        DropletError,
+        KeepalivedSourceError,
+        NspawnError,
+        RootfsError,
+    ) as error:
         print(f"lab: {error}", file=sys.stderr)
         return 1
 

@@ -6,8 +6,8 @@ until the node that should take over holds the IP and answers. Then it recovers 
 and the next run waits for the steady state again. Each run is timed from the fault to:
 
 - `detect`: the first VRRP state change any node logs after the fault (keepalived's
-  "Entering ... STATE" lines in the droplets' journals, stamped by the lab's journald
-  stand-in as they arrive);
+  "Entering ... STATE" lines in the droplets' journals, stamped by each droplet's journald
+  as they arrive);
 - `master`: the new holder entering MASTER (same source);
 - `assign`: the new holder's assign call arriving at the emulated API (its call log);
 - `routed`: the emulator routing the reserved IP to it (the lab's event log);
@@ -22,18 +22,16 @@ from __future__ import annotations
 import contextlib
 import json
 import random
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from lab.cluster import Lab, LabError
 from lab.droplet import Droplet, DropletError
+from lab.journal_lines import KEEPALIVED_STATE, UNIT_ENDED, UNIT_STARTING, UNIT_STOPPING
 from lab.scenarios import maintenance
 
-STATE_LINE = re.compile(r"^(\d+\.\d+) Keepalived_vrrp\[\d+\]: \(\S+\) Entering (\w+) STATE")
 TIMER_UNITS = ("ha-web-reconcile.service", "ha-web-peers.service")
-UNIT_LINE = re.compile(r"^(\d+\.\d+) systemd: ([\w.-]+): (\w+) -> (\w+)")
 BEFORE = 0.5
 """Seconds of polling before each fault, plus up to JITTER more."""
 JITTER = 1.0
@@ -119,19 +117,19 @@ def _primary(lab: Lab) -> Droplet:
 
 
 def _systemctl(droplet: Droplet, verb: str, unit: str) -> float:
-    """Run `systemctl verb unit` in the droplet; when its service manager began the job.
-
-    The lab's systemctl is a Python client that needs ~0.1 s to start, where systemd's takes
-    a few ms: the fault is when the manager logs the state change, not when the client began."""
+    """Run `systemctl verb unit` in the droplet; when systemd began the job (its "Stopping"
+    or "Starting" line), not when the command was asked (nsenter adds a few ms)."""
     asked = time.time()
     result = droplet.systemctl(verb, unit)
     if result.returncode != 0:
-        raise LabError(f"systemctl {verb} {unit} on {droplet.name} failed: {result.stdout}")
-    change = "-> deactivating" if verb == "stop" else "-> activating"
+        raise LabError(
+            f"systemctl {verb} {unit} on {droplet.name} failed: {result.stdout}{result.stderr}"
+        )
+    began = UNIT_STOPPING if verb == "stop" else UNIT_STARTING
     for line in droplet.journal().splitlines():
-        stamp, _, text = line.partition(" ")
-        if float(stamp) >= asked and text.startswith(f"systemd: {unit}:") and change in text:
-            return float(stamp)
+        match = began.match(line)
+        if match and match[2] == unit and float(match[1]) >= asked:
+            return float(match[1])
     return asked
 
 
@@ -265,25 +263,24 @@ def _state_changes(lab: Lab, since: float) -> list[tuple[float, str, str]]:
         if not droplet.running:
             continue
         for line in droplet.journal().splitlines():
-            match = STATE_LINE.match(line)
+            match = KEEPALIVED_STATE.match(line)
             if match and float(match[1]) >= since:
                 found.append((float(match[1]), droplet.name, match[2]))
     return sorted(found)
 
 
 def _timer_runs(lab: Lab, since: float) -> dict[str, list[tuple[float, float]]]:
-    """Per node, the spans in which a timer's service ran (the manager's state lines)."""
+    """Per node, the spans in which a timer's service ran (systemd's Starting and Finished
+    lines)."""
     spans: dict[str, list[tuple[float, float]]] = {}
     for droplet in lab.droplets.values():
         began: dict[str, float] = {}
         for line in droplet.journal().splitlines():
-            match = UNIT_LINE.match(line)
-            if not match or match[2] not in TIMER_UNITS or float(match[1]) < since:
-                continue
-            if match[4] == "activating":
-                began[match[2]] = float(match[1])
-            elif match[4] in ("inactive", "failed") and match[2] in began:
-                spans.setdefault(droplet.name, []).append((began.pop(match[2]), float(match[1])))
+            started, ended = UNIT_STARTING.match(line), UNIT_ENDED.match(line)
+            if started and started[2] in TIMER_UNITS and float(started[1]) >= since:
+                began[started[2]] = float(started[1])
+            elif ended and (unit := ended[2] or ended[3]) in began:
+                spans.setdefault(droplet.name, []).append((began.pop(unit), float(ended[1])))
         # A run still going at the end of the window.
         spans.setdefault(droplet.name, []).extend((t, float("inf")) for t in began.values())
     return spans

@@ -9,7 +9,6 @@ import os
 import platform
 import re
 import statistics
-import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -19,8 +18,8 @@ from typing import Any
 import yaml
 
 from lab.bench import SCENARIOS, Run
-from lab.cloud_config import decode
 from lab.cluster import Lab
+from lab.spec import decode
 
 METRICS = {
     "served": "fault → served (s)",
@@ -187,10 +186,7 @@ def _os_name() -> str:
 
 
 def keepalived_version(lab: Lab) -> str:
-    binary = lab.builds[0].root / "usr/sbin/keepalived"
-    result = subprocess.run(
-        [str(binary), "--version"], capture_output=True, text=True, check=False, timeout=10
-    )
+    result = lab.droplets[lab.spec.primary].run(["/usr/sbin/keepalived", "--version"])
     return (result.stdout + result.stderr).strip().splitlines()[0]
 
 

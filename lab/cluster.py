@@ -4,17 +4,15 @@
 ends every process it started and removes every namespace and directory it made,
 and only those; a state file lets `python -m lab down` do the same from another shell.
 
-Two kinds of droplet exist until the real boot has proven itself on every lab test: the
-stand-in (lab/droplet.py, the default) and, with `real_boot=True`, the real boot under
-systemd-nspawn (lab/booted_droplet.py), for which the emulator also serves keepalived's
-tarball over https.
+Droplets boot the cached Debian image under systemd-nspawn (lab/droplet.py), with real
+systemd and cloud-init; the emulator serves the API and metadata over http, and
+keepalived's tarball over https from its downloads host, with a CA made for this lab.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import os
 import secrets
 import shutil
 import threading
@@ -24,25 +22,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-import yaml
-
-from lab.booted_droplet import BootedDroplet
 from lab.client import Poller, Sample
-from lab.cloud_config import KeepalivedBuild
-from lab.downloads import HTTPS_PORT, serve_in, serve_keepalived_tarballs
+from lab.downloads import DOWNLOADS_IP, serve_downloads, serve_in, serve_keepalived_tarballs
 from lab.droplet import Droplet, DropletSpec
 from lab.emulator import Call, Emulator, EmulatorServer, ReservedIp
 from lab.emulator import Droplet as ApiDroplet
-from lab.keepalived_source import ensure_keepalived, sha256_of
 from lab.lab_ca import LabCa, make_ca
 from lab.rootfs import ensure_rootfs
 from lab.spec import LabSpec
 from lab.state import LAB_ROOT, PREFIX_START, LabState, me, start_time
-from lab.topology import API_IP, Topology
+from lab.topology import Topology
 
 Echo = Callable[[str], None]
-BUILD_SCRIPT_NAME = "build-keepalived"
-REAL_BOOT_VARIABLE = "HA_WEB_LAB_REAL_BOOT"
 
 
 class LabError(RuntimeError):
@@ -57,32 +48,6 @@ class Event:
     text: str
 
 
-def keepalived_builds(spec: LabSpec) -> list[KeepalivedBuild]:
-    """The project's keepalived build for every release the user-data asks to build, and the
-    default release for a `packages: [keepalived]` droplet (never the host's package)."""
-    wanted: set[tuple[str, str | None]] = set()
-    for droplet in spec.droplets:
-        document = yaml.safe_load(droplet.user_data) or {}
-        for command in document.get("runcmd") or []:
-            if isinstance(command, list) and str(command[0]).endswith(BUILD_SCRIPT_NAME):
-                wanted.add((str(command[3]), str(command[2])))
-    if not wanted:
-        wanted.add(("2.3.4", None))
-    builds = []
-    for version, sha256 in sorted(wanted, key=str):
-        binary = ensure_keepalived(version, sha256)
-        root = binary.parents[2]
-        tarball = root.parent / f"keepalived_{version}.orig.tar.gz"
-        builds.append(KeepalivedBuild(version, sha256 or sha256_of(tarball), root))
-    return builds
-
-
-def real_boot_default() -> bool:
-    """HA_WEB_LAB_REAL_BOOT=1 makes every lab that does not choose boot real droplets
-    (`HA_WEB_LAB_REAL_BOOT=1 make lab`); unset, the stand-in runs."""
-    return os.environ.get(REAL_BOOT_VARIABLE, "") == "1"
-
-
 class Lab:
     def __init__(
         self,
@@ -90,13 +55,9 @@ class Lab:
         action_latency: float = 2.0,
         echo: Echo = print,
         root: Path = LAB_ROOT,
-        real_boot: bool | None = None,
     ) -> None:
         self.spec = spec
         self.echo = echo
-        self.real_boot = real_boot_default() if real_boot is None else real_boot
-        """Droplets boot the Debian image under systemd-nspawn (BootedDroplet), not the
-        stand-in; the emulator then also serves keepalived's tarball over https."""
         self.prefix = PREFIX_START + secrets.token_hex(2)
         self.dir = root / self.prefix
         self.topology = Topology(self.prefix)
@@ -106,7 +67,6 @@ class Lab:
         self.droplets: dict[str, Droplet] = {}
         self.client = Poller(self.topology.client, spec.reserved_ip)
         self.state = LabState(self.prefix, str(self.dir), me())
-        self.builds: list[KeepalivedBuild] = []
         self.rootfs: Path | None = None
         self.ca: LabCa | None = None
         self.trust: dict[str, bytes] = {}
@@ -139,14 +99,11 @@ class Lab:
         atexit.register(self.close)
         self.dir.mkdir(parents=True)
         self.state.save()
-        if self.real_boot:
-            self.rootfs = ensure_rootfs(self.echo)
-            self.ca = make_ca(self.dir / "ca", API_IP)
-            self.trust = self.ca.trust_files(self.rootfs)
-            user_data = [d.user_data for d in self.spec.droplets]
-            self.notes = serve_keepalived_tarballs(self.emulator, user_data)
-        else:
-            self.builds = keepalived_builds(self.spec)
+        self.rootfs = ensure_rootfs(self.echo)
+        self.ca = make_ca(self.dir / "ca", DOWNLOADS_IP)
+        self.trust = self.ca.trust_files(self.rootfs)
+        user_data = [d.user_data for d in self.spec.droplets]
+        self.notes = serve_keepalived_tarballs(self.emulator, user_data)
         self.topology.create()
         self._record()
         self._serve_emulator()
@@ -158,34 +115,23 @@ class Lab:
             self.boot(list(self.droplets))
 
     def _serve_emulator(self) -> None:
-        """The emulator in the router namespace: the API and metadata over http, and for
-        real droplets their downloads over https, with the lab's CA."""
+        """The emulator in the router namespace: the API and metadata over http, and the
+        droplets' downloads over https on the downloads host, with the lab's CA."""
         router = self.topology.router
         self._servers.append(serve_in(router, self.emulator))
-        if self.real_boot:
-            assert self.ca is not None, "start() makes the CA first"
-            tls = self.ca.server_context()
-            self._servers.append(serve_in(router, self.emulator, API_IP, HTTPS_PORT, tls))
+        assert self.ca is not None, "start() makes the CA first"
+        self._servers.append(serve_downloads(router, self.emulator, self.ca.server_context()))
 
     def _new_droplet(self, spec: DropletSpec, short: str) -> Droplet:
-        if self.real_boot:
-            assert self.rootfs is not None, "start() finds the image first"
-            return BootedDroplet(
-                spec,
-                short,
-                lab_dir=self.dir,
-                topology=self.topology,
-                rootfs=self.rootfs,
-                files=self.trust,
-                notes=self.notes,
-                echo=self.echo,
-            )
+        assert self.rootfs is not None, "start() finds the image first"
         return Droplet(
             spec,
             short,
             lab_dir=self.dir,
             topology=self.topology,
-            builds=self.builds,
+            rootfs=self.rootfs,
+            files=self.trust,
+            notes=self.notes,
             echo=self.echo,
         )
 

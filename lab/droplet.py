@@ -1,42 +1,31 @@
-"""One lab droplet, seen from the host: its disk, its namespaces, boot, crash and commands.
+"""One lab droplet: the cached Debian image booted under systemd-nspawn (lab/nspawn.py),
+with real systemd, journald and cloud-init running its user-data, unmodified.
 
-Its disk is a staging tree laid over /etc, /usr, /var, /tmp, /opt and /srv by overlays
-(sandbox.py), so cloud-init's files land at their real paths and the host never changes.
-/run and /dev are fresh tmpfs mounts on each boot (droplet_init.py); /var/lib and the
-rest of the disk survive a crash, as a reboot keeps them.
+It joins the network namespace the lab made for it (lab/topology.py). A crash kills the
+container's init, and with it every process, and replaces the droplet's network namespace
+with a fresh one, links down: powered off it answers nothing, and the next boot starts from
+a fresh kernel state (no nft tables, addresses or sockets left over) on the disk the last
+boot left.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
-import sys
-import threading
 import time
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.cloud_config import KeepalivedBuild
-from lab.droplet_init import BOOTED
-from lab.sandbox import Sandbox, sandbox
+from lab.nspawn import Machine, NspawnError, Seed, clean_env
+from lab.rootfs import SUITE, package_versions
 from lab.topology import DropletLinks, Topology
 
 REPO = Path(__file__).resolve().parent.parent
-OVERLAID = ("etc", "usr", "var", "tmp", "opt", "srv")
-MARKER = ".ha-web-lab"
-# Directories a droplet must not inherit from the host: its own cloud-init state, units, configs.
-OPAQUE = (
-    "var/lib/cloud",
-    "var/lib/ha-web",
-    "etc/systemd/system",
-    "etc/keepalived",
-    "etc/ha-web",
-    "etc/nginx",
-)
+BOOTED = "lab: boot finished"
+BOOT_TIMEOUT = 300.0
+"""Seconds until cloud-init is done: keepalived is built at boot, on two shared cores."""
 
 Echo = Callable[[str], None]
 
@@ -69,23 +58,24 @@ class Droplet:
         *,
         lab_dir: Path,
         topology: Topology,
-        builds: Sequence[KeepalivedBuild],
+        rootfs: Path,
+        files: Mapping[str, bytes],
+        notes: Sequence[str],
         echo: Echo,
     ) -> None:
         self.spec = spec
         self.short = short
         self.topology = topology
-        self.builds = list(builds)
         self.echo = echo
         self.netns = f"{topology.prefix}-{short}"
         self.dir = lab_dir / short
-        self.root = self.dir / "root"
         self.boot_lines: list[BootLine] = []
         self.boots = 0
-        self.box: Sandbox | None = None
-        self._stack: ExitStack | None = None
-        self._process: subprocess.Popen[str] | None = None
-        self._booted = threading.Event()
+        seed = Seed(spec.name, str(spec.droplet_id), spec.user_data)
+        self.machine = Machine(self.netns, rootfs, self.dir, self.netns, seed, files=files)
+        self.root = self.machine.upper
+        """The droplet's own changes to the image (the overlay's upper directory)."""
+        self.notes = list(notes)
 
     @property
     def name(self) -> str:
@@ -95,132 +85,138 @@ class Droplet:
     def links(self) -> DropletLinks:
         return DropletLinks(self.netns, self.short, self.spec.public_ip, self.spec.private_ip)
 
-    @property
-    def instance_id(self) -> str:
-        return str(self.spec.droplet_id)
-
     # -- lifecycle --
 
     def create(self) -> None:
-        """The droplet's network and a fresh disk holding its user-data, as DigitalOcean's."""
+        """The droplet's network; its disk is laid at its first boot."""
         self.topology.add_droplet(self.links)
-        for top in OVERLAID:
-            (self.root / top).mkdir(parents=True, exist_ok=True)
-            (self.root / top / MARKER).write_text("lab droplet disk\n")
-        for relative in OPAQUE:
-            path = self.root / relative
-            path.mkdir(parents=True, exist_ok=True)
-            os.setxattr(path, "trusted.overlay.opaque", b"y")
-        # The nginx package's files, as installing it would have left them.
-        shutil.copytree("/etc/nginx", self.root / "etc/nginx", symlinks=True, dirs_exist_ok=True)
-        instance = self.root / "var/lib/cloud/instances" / self.instance_id
-        instance.mkdir(parents=True, mode=0o700)
-        user_data = instance / "user-data.txt"
-        user_data.write_text(self.spec.user_data, encoding="utf-8")
-        user_data.chmod(0o600)
 
     def boot(self) -> None:
-        """Power on: start the namespaces and the boot; `wait_booted` waits for its end."""
+        """Power on; `wait_booted` waits for the end of cloud-init."""
         if self.running:
             raise DropletError(f"{self.name} is already running; crash it first")
-        if self.boots:
-            self._clear_tmp()
-        self.boots += 1
-        self._booted.clear()
         self.topology.set_links(self.netns, up=True)
-        self._stack = ExitStack()
-        self.box = self._stack.enter_context(sandbox(self.netns, self.root, self.name))
-        argv = [sys.executable, "-m", "lab.droplet_init", "--instance-id", self.instance_id]
-        for build in self.builds:
-            argv += ["--keepalived", build.version, build.sha256, str(build.root)]
-        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1"}
-        self._process = subprocess.Popen(
-            self.box.argv(argv),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
+        self.boots += 1
+        if self.boots == 1:
+            for line in self._differences() + self.notes:
+                self._say(line)
+        try:
+            self.machine.start()
+        except NspawnError as error:
+            raise DropletError(str(error)) from error
+        self._say(f"boot {self.boots}: systemd-nspawn started, init pid {self.machine.init_pid}")
+
+    def wait_booted(self, timeout: float = BOOT_TIMEOUT) -> None:
+        """Until cloud-init has finished every stage; its errors go into the boot lines."""
+        try:
+            result = self.machine.wait_cloud_init(timeout)
+        except NspawnError as error:
+            raise DropletError(f"{self.name} did not finish booting: {error}") from error
+        done = time.monotonic() - self.machine.started_at
+        target = self.machine.unit_entered("multi-user.target")
+        self._say(
+            f"multi-user.target after {target:.1f} s; cloud-init {result.status} after {done:.1f} s"
         )
-        threading.Thread(target=self._read_boot, args=(self._process,), daemon=True).start()
+        failures = [f"{stage}: {e}" for stage, errors in result.errors.items() for e in errors]
+        for failure in failures:
+            self._say(f"cloud-init error in {failure}")
+        self._say(BOOTED + (f" with {len(failures)} failures" if failures else ""), prefix="")
 
-    def wait_booted(self, timeout: float = 90.0) -> None:
-        if not self._booted.wait(timeout):
-            tail = "\n".join(line.text for line in self.boot_lines[-15:])
-            raise DropletError(
-                f"{self.name} did not finish booting in {timeout:.0f} s. Last boot lines:\n{tail}\n"
-                f"Its journal: {self.root}/var/log/lab-journal.log"
-            )
+    def _say(self, text: str, prefix: str = "lab: ") -> None:
+        line = prefix + text
+        self.boot_lines.append(BootLine(time.time(), line))
+        self.echo(f"[{self.name}] {line}")
 
-    def _read_boot(self, process: subprocess.Popen[str]) -> None:
-        assert process.stdout is not None
-        with process.stdout:
-            for raw in process.stdout:
-                line = raw.rstrip("\n")
-                self.boot_lines.append(BootLine(time.time(), line))
-                self.echo(f"[{self.name}] {line}")
-                if line.startswith(BOOTED):
-                    self._booted.set()
+    def _differences(self) -> list[str]:
+        versions = package_versions(self.machine.rootfs, ("systemd", "cloud-init", "nginx"))
+        return [
+            f"real boot: Debian {SUITE} under systemd-nspawn (systemd {versions['systemd']}, "
+            f"cloud-init {versions['cloud-init']}, nginx {versions['nginx']}); a droplet "
+            "runs Ubuntu 24.04 (systemd 255, cloud-init 24 or later, nginx 1.24)",
+            "cloud-init reads the user-data and meta-data (instance id, hostname) from a "
+            "NoCloud seed, not from DigitalOcean's datasource; its network config is off, "
+            "the lab sets the addresses",
+            "apt runs for real against the image's local repository: the user-data's packages "
+            "were installed when the image was built (their daemons were not started then)",
+            "the kernel is the host's: /proc/sys is read-only and cgroups have no controllers "
+            "(MemoryMax= and CPUQuota= do nothing)",
+            "the API, metadata service and reserved-IP routing are the lab's emulator; there "
+            "is no machinectl (no systemd-machined on this host)",
+        ]
 
     @property
     def running(self) -> bool:
-        return self.box is not None
+        return self.machine.running
 
     @property
     def init_pid(self) -> int | None:
-        return self.box.pid if self.box else None
+        return self.machine.init_pid if self.machine.running else None
 
     def crash(self) -> None:
-        """Everything in the droplet dies at once (its PID namespace's init is killed)."""
+        """Power cut: SIGKILL to the container's init. Its network namespace is replaced by
+        a fresh one with its links down: powered off, it answers nothing, and the next boot
+        finds no nft table, address or socket of this one, as after a power cycle."""
+        self._power_cut()
+        self.topology.add_droplet(self.links)
         self.topology.set_links(self.netns, up=False)
-        pid_ns = os.readlink(f"/proc/{self.box.pid}/ns/pid") if self.box else None
-        if self._stack is not None:
-            self._stack.close()
-        if self._process is not None:
-            self._process.wait(timeout=10)
-        self._stack = self.box = self._process = None
-        # The kernel ends a dead namespace's processes asynchronously: wait until none is left.
-        deadline = time.monotonic() + 10
-        while pid_ns and _in_pid_namespace(pid_ns) and time.monotonic() < deadline:
-            time.sleep(0.05)
+
+    def poweroff(self, timeout: float = 60.0) -> None:
+        """A clean stop, as `machinectl poweroff` asks systemd for; the disk stays."""
+        try:
+            self.machine.poweroff(timeout)
+        except NspawnError as error:
+            raise DropletError(str(error)) from error
+        self.topology.set_links(self.netns, up=False)
+
+    def _power_cut(self) -> None:
+        try:
+            if self.machine.running:
+                self.machine.crash()
+        finally:
+            self.topology.remove_droplet(self.netns)
 
     def destroy(self) -> None:
-        if self.running:
-            self.crash()
-        self.topology.remove_droplet(self.netns)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def _clear_tmp(self) -> None:
-        for entry in (self.root / "tmp").iterdir():
-            if entry.name != MARKER:
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry)
-                else:
-                    entry.unlink()
+        try:
+            self._power_cut()
+        finally:
+            self.machine.close()
 
     # -- looking inside --
 
     def path(self, inside: str) -> Path:
         """A path as the running droplet sees it (its /run included)."""
-        if self.box is None:
+        init = self.init_pid
+        if init is None:
             raise DropletError(f"{self.name} is not running")
-        return Path(f"/proc/{self.box.pid}/root") / inside.lstrip("/")
+        return Path(f"/proc/{init}/root") / inside.lstrip("/")
 
     def journal(self) -> str:
-        path = self.root / "var/log/lab-journal.log"
-        return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+        """Every boot's journal: journalctl inside, or on the disk when the droplet is off.
+        Each line starts with its time in epoch seconds (`--output=short-unix`)."""
+        argv = ["journalctl", "--no-pager", "--output=short-unix"]
+        if self.running:
+            return self.machine.run(argv, timeout=60, check=False).stdout
+        directories = sorted(self.root.glob("var/log/journal/*/"))
+        if not directories:
+            return ""
+        result = subprocess.run(
+            [*argv, *(f"--directory={d}" for d in directories[-1:])],
+            capture_output=True, text=True, env=clean_env(), timeout=60, check=False,
+        )  # fmt: skip
+        return result.stdout
 
     def run(
         self, argv: Sequence[str], user: str | None = None, timeout: float = 60.0
     ) -> subprocess.CompletedProcess[str]:
         """argv inside the droplet, as root or as `user` (with that user's group only)."""
-        if self.box is None:
+        if not self.running:
             raise DropletError(f"{self.name} is not running")
         if user:
             argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]
-        return self.box.run(list(argv), timeout=timeout)
+        return self.machine.run(argv, timeout=timeout, check=False)
 
     def systemctl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return self.run(["env", f"PYTHONPATH={REPO}", sys.executable, "-m", "lab.systemctl", *args])
+        return self.run(["systemctl", *args])
 
     def pids(self, comm: str | None = None) -> list[int]:
         """Host pids of the droplet's processes (optionally those named `comm`)."""
@@ -252,14 +248,3 @@ class Droplet:
             except ProcessLookupError:
                 continue
         return killed
-
-
-def _in_pid_namespace(pid_ns: str) -> bool:
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.readlink(f"/proc/{entry}/ns/pid") == pid_ns:
-                    return True
-            except OSError:
-                continue
-    return False

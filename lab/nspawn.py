@@ -91,19 +91,7 @@ class CgroupHome:
 
     def remove(self) -> list[str]:
         """Remove the cgroups, deepest first; return any that still hold processes."""
-        busy = []
-        for directory in self.dirs:
-            if not directory.exists():
-                continue
-            for sub in sorted(directory.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-                if sub.is_dir():
-                    with contextlib.suppress(OSError):
-                        sub.rmdir()
-            try:
-                directory.rmdir()
-            except OSError:
-                busy.append(str(directory))
-        return busy
+        return [str(d) for d in self.dirs if d.exists() and not _remove_empty_dirs(d)]
 
     def launcher(self) -> list[str]:
         """argv prefix that starts the rest of the command inside this home."""
@@ -158,11 +146,47 @@ def run_in_image(
         )
 
 
+PROPAGATE_DIR = Path("/run/systemd/nspawn/propagate")
+
+
+def machine_dirs(prefix: str) -> set[str]:
+    """What nspawn runs leave on the host for machines named `prefix*`: their cgroups and
+    propagate directories (the lab removes both after each exit)."""
+    homes = [h / CGROUP_HOME for h in _cgroup_hierarchies()] + [PROPAGATE_DIR]
+    return {str(d) for home in homes if home.is_dir() for d in home.glob(f"{prefix}*")}
+
+
+def remove_machine_dirs(prefix: str, grace: float = 10.0) -> list[str]:
+    """Remove what `machine_dirs(prefix)` finds, for a lab whose process died before it could
+    (`python -m lab down`). Cgroups get `grace` seconds to empty after their inits were
+    killed; return those that still hold processes."""
+    deadline = time.monotonic() + grace
+    while True:
+        busy = [d for d in sorted(machine_dirs(prefix)) if not _remove_empty_dirs(Path(d))]
+        if not busy or time.monotonic() > deadline:
+            return busy
+        time.sleep(0.1)
+
+
+def _remove_empty_dirs(directory: Path) -> bool:
+    """rmdir a tree of directories, deepest first (cgroups can only go that way); False if
+    one still holds something (a cgroup with processes)."""
+    for sub in sorted(directory.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if sub.is_dir():
+            with contextlib.suppress(OSError):
+                sub.rmdir()
+    try:
+        directory.rmdir()
+    except OSError:
+        return False
+    return True
+
+
 def _remove_propagation_dir(machine: str) -> None:
     # nspawn makes this on the host's /run, which here is not a tmpfs, so it refuses to
     # remove it itself ("can't allow that") and would leave one per machine.
     with contextlib.suppress(OSError):
-        Path("/run/systemd/nspawn/propagate", machine).rmdir()
+        (PROPAGATE_DIR / machine).rmdir()
 
 
 def _tail(path: Path, lines: int) -> str:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lab.client import Sample
 from lab.cluster import Lab
+from lab.journal_lines import AGENT_STATE
 from lab.scenarios import Result
-
-STATE_LINE = re.compile(r"^(\d+\.\d+) ha-web-agent: INFO keepalived says (\w+)")
 
 
 @dataclass(frozen=True)
@@ -68,7 +66,7 @@ def node_lines(lab: Lab) -> list[Line]:
     lines = []
     for droplet in lab.droplets.values():
         for raw in droplet.journal().splitlines():
-            match = STATE_LINE.match(raw)
+            match = AGENT_STATE.match(raw)
             if match:
                 lines.append(Line(float(match[1]), droplet.name, f"keepalived says {match[2]}"))
     return lines

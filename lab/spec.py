@@ -6,6 +6,8 @@ would create), or `#cloud-config` files a user brings, to drill another configur
 
 from __future__ import annotations
 
+import base64
+import gzip
 import ipaddress
 import json
 from collections.abc import Mapping, Sequence
@@ -16,6 +18,7 @@ from typing import Any
 import yaml
 
 from components.settings import DEFAULT_KEEPALIVED_VERSION
+from lab.downloads import DOWNLOADS_IP
 from lab.droplet import DropletSpec
 from lab.local_cloud import LabAddresses, deploy, stack_config
 from lab.topology import API_IP, METADATA_IP
@@ -28,7 +31,7 @@ LAB_SETTINGS = {
     "ha-web:allowInsecureApi": "true",
     "ha-web:metadataBaseUrl": f"http://{METADATA_IP}",
 }
-KEEPALIVED_URL = f"https://{API_IP}/software/keepalived-{{version}}.tar.gz"
+KEEPALIVED_URL = f"https://{DOWNLOADS_IP}/software/keepalived-{{version}}.tar.gz"
 """Where a lab droplet downloads keepalived: the emulator serves Debian's orig tarball there
 (byte-identical to the release) over https with the lab's CA, so the build script's real
 download, sha256 check and build run. keepalivedUrl must be https (settings_rules.py), and
@@ -157,3 +160,13 @@ def _check_lab_urls(path: Path, agent: dict[str, Any]) -> None:
                 f"{url}. Render it with ha-web:apiBaseUrl={LAB_SETTINGS['ha-web:apiBaseUrl']} and "
                 f"ha-web:metadataBaseUrl={LAB_SETTINGS['ha-web:metadataBaseUrl']}."
             )
+
+
+def decode(content: str, encoding: str) -> bytes:
+    """A `write_files` entry's bytes, as cloud-init decodes its `encoding`."""
+    kind = encoding.lower()
+    if kind in ("b64", "base64"):
+        return base64.b64decode(content)
+    if kind in ("gz+b64", "gzip+base64", "gz+base64", "gzip+b64"):
+        return gzip.decompress(base64.b64decode(content))
+    return str(content).encode()

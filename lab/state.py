@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lab import netns
+from lab.nspawn import machine_dirs, remove_machine_dirs
 
 LAB_ROOT = Path("/run/ha-web-lab")
 PREFIX_START = "hwl"
@@ -93,6 +94,8 @@ def tear_down(state: LabState, grace: float = 30.0) -> list[str]:
         if _still(init):
             os.kill(init[0], signal.SIGKILL)
             said.append(f"killed droplet init {init[0]} and with it its PID namespace")
+    for busy in remove_machine_dirs(state.prefix):
+        said.append(f"could not remove {busy}: processes are still in it")
     live = set(netns.existing())
     for name in state.namespaces:
         if name in live:
@@ -110,6 +113,8 @@ class Snapshot:
     processes: frozenset[str]
     mounts: frozenset[str]
     lab_dirs: frozenset[str]
+    machine_dirs: frozenset[str]
+    """Droplets' cgroups and nspawn's propagate directories."""
 
 
 def droplet_processes() -> set[str]:
@@ -142,6 +147,7 @@ def snapshot() -> Snapshot:
         frozenset(droplet_processes()),
         frozenset(mounts),
         frozenset(lab_dirs),
+        frozenset(machine_dirs(PREFIX_START)),
     )
 
 
@@ -152,4 +158,5 @@ def leftovers(before: Snapshot, after: Snapshot | None = None) -> list[str]:
     found += [f"droplet processes in {n}" for n in sorted(after.processes - before.processes)]
     found += [f"mount {m}" for m in sorted(after.mounts - before.mounts)]
     found += [f"lab directory {LAB_ROOT / d}" for d in sorted(after.lab_dirs - before.lab_dirs)]
+    found += [f"left by nspawn: {d}" for d in sorted(after.machine_dirs - before.machine_dirs)]
     return found

@@ -12,12 +12,11 @@ from pathlib import Path
 import pytest
 
 from components.settings import KNOWN_KEEPALIVED_SHA256
-from lab.downloads import serve_keepalived_tarballs
+from lab.downloads import DOWNLOADS_IP, serve_keepalived_tarballs
 from lab.emulator import Emulator, EmulatorServer, Fault
 from lab.keepalived_source import BuildRequest, build_requests
 from lab.lab_ca import BUNDLE, LOCAL_CERT, LabCa, make_ca
 from lab.spec import KEEPALIVED_URL, from_stack
-from lab.topology import API_IP
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB, every byte value: served as is, not as text
 PATH = "/software/keepalived-9.9.9.tar.gz"
@@ -106,7 +105,7 @@ def test_the_lab_points_keepalived_url_at_the_emulator_for_the_stacks_version() 
             KEEPALIVED_URL.format(version="2.3.4"), KNOWN_KEEPALIVED_SHA256["2.3.4"], "2.3.4"
         )
     ]
-    assert default[0].url == f"https://{API_IP}/software/keepalived-2.3.4.tar.gz"
+    assert default[0].url == f"https://{DOWNLOADS_IP}/software/keepalived-2.3.4.tar.gz"
     newer = build_requests(
         d.user_data for d in from_stack("dev", {"keepalivedVersion": "2.4.3"}).droplets
     )

@@ -1,17 +1,17 @@
 """A lab droplet booted for real: the cached Debian root filesystem under systemd-nspawn,
 real systemd and journald, and real cloud-init running the dev stack's user-data, unmodified,
-from a NoCloud seed. The droplet joins a network namespace of the lab's topology; nothing
-listens at the API and metadata addresses, and there is no route out of the lab.
+from a NoCloud seed. The droplet joins a network namespace of the lab's topology, and
+there is no route out of the lab.
 
-keepalived's build needs its tarball from keepalivedUrl, which the lab does not serve yet:
-the build fails without network, and the tests pin down that it fails cleanly.
+The emulator, in the router namespace, serves only keepalived's tarball, from its downloads
+host over https with the lab's CA (which the droplet's trust store holds), at the
+keepalivedUrl the lab renders: the product's build script downloads, verifies and builds
+it during the boot. Nothing answers the API and metadata addresses.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import gzip
 import os
 import secrets
 import shutil
@@ -27,15 +27,15 @@ import pytest
 import yaml
 
 from lab import netns
-from lab.downloads import HTTPS_PORT, serve_in, serve_keepalived_tarballs
+from lab.downloads import DOWNLOADS_IP, serve_downloads, serve_keepalived_tarballs
 from lab.droplet import DropletSpec
 from lab.emulator import Emulator
 from lab.lab_ca import make_ca
-from lab.nspawn import CgroupHome, CloudInitResult, Machine, Seed
+from lab.nspawn import CloudInitResult, Machine, Seed, machine_dirs
 from lab.rootfs import ensure_rootfs
-from lab.spec import LAB_TOKEN, from_stack
+from lab.spec import LAB_TOKEN, decode, from_stack
 from lab.state import LAB_ROOT, PREFIX_START
-from lab.topology import API_IP, DropletLinks, Topology
+from lab.topology import DropletLinks, Topology
 
 pytestmark = pytest.mark.lab
 
@@ -78,9 +78,9 @@ def droplet_machine(
     server = None
     try:
         topology.create()
-        ca = make_ca(LAB_ROOT / prefix / "ca", API_IP)
+        ca = make_ca(LAB_ROOT / prefix / "ca", DOWNLOADS_IP)
         print(*serve_keepalived_tarballs(emulator, [spec.user_data]), sep="\n")
-        server = serve_in(topology.router, emulator, API_IP, HTTPS_PORT, ca.server_context())
+        server = serve_downloads(topology.router, emulator, ca.server_context())
         topology.add_droplet(DropletLinks(name, "d0", spec.public_ip, spec.private_ip))
         seed = Seed(spec.name, str(spec.droplet_id), spec.user_data)
         files = ca.trust_files(rootfs)
@@ -98,8 +98,7 @@ def _left_behind(prefix: str, machine: str) -> list[str]:
     """What this droplet could leave. Only its own: other labs may run at the same time."""
     found = [f"network namespace {n}" for n in netns.existing() if n.startswith(prefix)]
     found += [str(d) for d in (LAB_ROOT / prefix,) if d.exists()]
-    found += [f"cgroup {d}" for d in CgroupHome(machine).dirs if d.exists()]
-    found += [str(d) for d in (Path("/run/systemd/nspawn/propagate", machine),) if d.exists()]
+    found += sorted(machine_dirs(machine))
     marker = f"{LAB_ROOT / prefix}/"
     for entry in os.listdir("/proc"):
         with contextlib.suppress(OSError):
@@ -118,16 +117,6 @@ def booted(rootfs: Path) -> Iterator[Booted]:
             f"{machine.unit_entered('multi-user.target'):.1f} s, cloud-init done after {done:.1f} s"
         )
         yield Booted(machine, spec, emulator, result, done)
-
-
-def _expected_content(entry: dict[str, Any]) -> bytes:
-    content = str(entry.get("content", ""))
-    encoding = entry.get("encoding")
-    if encoding in ("gz+b64", "gzip+base64"):
-        return gzip.decompress(base64.b64decode(content))
-    if encoding in ("b64", "base64"):
-        return base64.b64decode(content)
-    return content.encode()
 
 
 def test_systemd_is_the_droplets_init(booted: Booted) -> None:
@@ -155,7 +144,9 @@ def test_write_files_landed_with_their_content_modes_and_owners(booted: Booted) 
         user, _, group = str(entry.get("owner", "root:root")).partition(":")
         assert stat.S_IMODE(info.st_mode) == int(str(entry.get("permissions", "0644")), 8), path
         assert (info.st_uid, info.st_gid) == (users[user], groups[group or user]), path
-        assert path.read_bytes() == _expected_content(entry), path
+        assert path.read_bytes() == decode(
+            str(entry.get("content", "")), entry.get("encoding", "text/plain")
+        ), path
 
 
 def _ids(table: Path) -> dict[str, int]:

@@ -7,6 +7,7 @@ import pytest
 
 from lab import scenarios
 from lab.cluster import Lab
+from lab.state import start_time
 from tests.lab_fixtures import MakeLab, dev_lab, journals, make_lab
 
 pytestmark = pytest.mark.lab
@@ -38,7 +39,17 @@ def test_stopping_nginx_fails_over_and_back(dev_lab: Lab) -> None:
 
 
 def test_crashing_the_primary_fails_over_and_back_after_reboot(dev_lab: Lab) -> None:
+    primary = dev_lab.droplets[dev_lab.spec.primary]
+    before = {(pid, start_time(pid)) for pid in primary.pids()}
+    assert len(before) > 5, before  # systemd, journald, nginx, keepalived, ...
+    boots = len(primary.run(["journalctl", "--list-boots", "--no-pager"]).stdout.splitlines())
     _check(dev_lab, scenarios.crash_primary(dev_lab))
+    # By (pid, start time): a PID namespace's inode number may be reused by the reboot's.
+    survivors = [(pid, started) for pid, started in before if start_time(pid) == started]
+    assert survivors == [], "processes of the crashed boot outlived its init"
+    # The reboot found the disk the crash left: one more boot in the same journal.
+    after = primary.run(["journalctl", "--list-boots", "--no-pager"]).stdout.splitlines()
+    assert len(after) == boots + 1, after
 
 
 def test_killing_keepalived_fails_over_and_back(dev_lab: Lab) -> None:

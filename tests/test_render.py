@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from cloudinit import agent_archive, droplet_files, paths
-from lab import unit_files
 from tests.stacks import deploy_with, user_data_by_node, write_files
+from tests.unit_file import exec_line, parse
 
 
 def _primary(**settings: Any) -> str:
@@ -62,7 +62,7 @@ def test_health_check_is_http_not_pidof() -> None:
 
 
 def _unit(files: dict[str, dict[str, Any]], path: str) -> dict[str, dict[str, list[str]]]:
-    return unit_files.parse(files[path]["content"])
+    return parse(files[path]["content"])
 
 
 def _words(unit: dict[str, dict[str, list[str]]], section: str, key: str) -> list[str]:
@@ -244,12 +244,12 @@ def test_nginx_drop_in_flips_keepalived_track_file_on_every_start_and_stop(
     tmp_path: Path,
 ) -> None:
     dropin = write_files(_primary())[paths.NGINX_DROPIN]
-    sections = unit_files.parse(dropin["content"])["Service"]
+    sections = parse(dropin["content"])["Service"]
     assert set(sections) == {"ExecStartPost", "ExecStopPost"}, "a reload must not flip it"
     down = tmp_path / "nginx-down"
     for key, value in (("ExecStopPost", "1\n"), ("ExecStartPost", "0\n")):
         (line,) = sections[key]
-        command = unit_files.command(line.replace(paths.NGINX_DOWN_FILE, str(down)), {})
+        command = exec_line(line.replace(paths.NGINX_DOWN_FILE, str(down)))
         assert command.ignore_failure, "nginx must start even before the directory exists"
         assert not command.as_root
         subprocess.run(command.argv, check=True)
@@ -361,7 +361,7 @@ def test_nginx_serves_the_agents_role_file_where_peers_probe_it() -> None:
 def test_a_stopped_or_killed_keepalived_records_stop_as_the_agent_user() -> None:
     unit = _unit(write_files(_primary()), "/etc/systemd/system/keepalived.service.d/ha-web.conf")
     (line,) = unit["Service"]["ExecStopPost"]
-    command = unit_files.command(line, {})
+    command = exec_line(line)
     assert command.ignore_failure
     assert list(command.argv[-2:]) == [paths.AGENT, "keepalived-stopped"]
     assert f"--reuid={paths.AGENT_USER}" in command.argv

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from cloudinit import paths
-from lab.sandbox import Interface, droplet_network, network_namespace, run_in_sandbox
-from lab.user_data import create_users, parse, write_files
 from tests.rendered import example_user_data
+from tests.sandbox import Interface, droplet_network, network_namespace, run_in_sandbox
 from tests.stacks import deploy_with, edge_user_data, user_data_by_node
+from tests.staging import create_users, parse, write_files
 
 pytestmark = pytest.mark.lab
 
@@ -47,7 +47,7 @@ def _stage(user_data: str, root: Path) -> Path:
     create_users(config, root)
     write_files(config, root, deferred=False)
     write_files(config, root, deferred=True)
-    # cloud-init decodes the agent's `encoding: b64` zip, which lab.user_data writes as given,
+    # cloud-init decodes the agent's `encoding: b64` zip, which tests/staging.py writes as given,
     # and runcmd unpacks it next to itself.
     (packed,) = [e["content"] for e in config.write_files if e["path"] == paths.AGENT_ARCHIVE]
     archive = gzip.decompress(base64.b64decode(packed))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.sandbox import (
+from tests.sandbox import (
     Interface,
     Overlay,
     SandboxError,

@@ -1,5 +1,7 @@
-"""Read a droplet's `#cloud-config` and lay its files into a staging tree, unmodified,
-where cloud-init would put them (the staging tree mirrors `/`)."""
+"""Lay a droplet's `#cloud-config` files into a staging tree, unmodified, at the paths
+cloud-init would write them (the staging tree mirrors `/`), so `keepalived --config-test`
+can check every rendered stack in seconds on the host. The lab's droplets do not use this:
+real cloud-init writes their files."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from lab.sandbox import add_system_users
+from tests.sandbox import add_system_users
 
 Command = list[str]
 
