@@ -279,7 +279,7 @@ def _timer_runs(lab: Lab, since: float) -> dict[str, list[tuple[float, float]]]:
             started, ended = UNIT_STARTING.match(line), UNIT_ENDED.match(line)
             if started and started[2] in TIMER_UNITS and float(started[1]) >= since:
                 began[started[2]] = float(started[1])
-            elif ended and (unit := ended[2] or ended[3]) in began:
+            elif ended and (unit := ended[3]) in began:
                 spans.setdefault(droplet.name, []).append((began.pop(unit), float(ended[1])))
         # A run still going at the end of the window.
         spans.setdefault(droplet.name, []).extend((t, float("inf")) for t in began.values())

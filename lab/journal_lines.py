@@ -13,9 +13,10 @@ AGENT_STATE = re.compile(_HEAD + r"ha-web-agent\[\d+\]: INFO keepalived says (\w
 UNIT_STARTING = re.compile(_HEAD + r"systemd\[1\]: Starting ([\w@.-]+) ")
 """systemd began a unit's start job: (time, unit)."""
 UNIT_ENDED = re.compile(
-    _HEAD + r"systemd\[1\]: (?:Finished ([\w@.-]+) |Failed to start ([\w@.-]+) )"
+    _HEAD + r"systemd\[1\]: (Finished|Failed to start|Dependency failed for) ([\w@.-]+) "
 )
-"""A oneshot unit's run ended, well or not: (time, unit if it finished, unit if it failed)."""
+"""A oneshot unit's run ended: it finished, it failed, or it never ran because a unit it
+requires failed: (time, how, unit)."""
 UNIT_STOPPING = re.compile(_HEAD + r"systemd\[1\]: Stopping ([\w@.-]+) ")
 """systemd began a unit's stop job: (time, unit)."""
 
@@ -27,3 +28,24 @@ def stamp(line: str) -> float | None:
         return float(head)
     except ValueError:
         return None
+
+
+def runs_ended(journal: str, unit: str, since: float) -> list[float]:
+    """When each run of a oneshot `unit` that ended at or after `since` ended, however it ended.
+    A timer's unit runs on its period, so a count of these is a count of chances it had to act."""
+    return [
+        float(match[1])
+        for line in journal.splitlines()
+        if (match := UNIT_ENDED.match(line)) and match[3] == unit and float(match[1]) >= since
+    ]
+
+
+def entered(journal: str, state: str, since: float) -> list[float]:
+    """When keepalived's VRRP process entered `state` (MASTER, BACKUP, FAULT), from `since`."""
+    return [
+        float(match[1])
+        for line in journal.splitlines()
+        if (match := KEEPALIVED_STATE.match(line))
+        and match[2] == state
+        and float(match[1]) >= since
+    ]

@@ -13,12 +13,17 @@ from typing import Any
 import pytest
 
 from lab.cluster import Lab
+from lab.droplet import Droplet
+from lab.journal_lines import runs_ended
 from lab.spec import from_stack
 from lab.state import leftovers, snapshot
 
 FAST_TIMERS = {"reconcileInterval": 5, "peersRefreshInterval": 5}
 BOOT_BOUND = 60.0
 """Seconds a fresh pair may take to boot and have the primary serve (the machine is noisy)."""
+
+RECONCILE = "ha-web-reconcile.service"
+PEERS = "ha-web-peers.service"
 
 MakeLab = Callable[..., Lab]
 
@@ -30,6 +35,16 @@ def new_lab(settings: dict[str, Any] | None = None, latency: float = 0.0) -> Lab
 def journals(lab: Lab) -> str:
     """Every droplet's journal, for assertion messages."""
     return "\n".join(f"===== {n}\n{d.journal()[-6000:]}" for n, d in lab.droplets.items())
+
+
+def wait_runs(lab: Lab, droplet: Droplet, unit: str, since: float, count: int = 2) -> None:
+    """Wait until `count` runs of a timer's oneshot `unit` have ended on `droplet` since
+    `since`: a test that checks something did *not* happen waits for the chances it had."""
+    lab.wait_for(
+        lambda: len(runs_ended(droplet.journal(), unit, since)) >= count,
+        10.0 * (count + 1),
+        f"{count} runs of {unit} on {droplet.name}",
+    )
 
 
 @pytest.fixture

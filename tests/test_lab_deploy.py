@@ -9,7 +9,7 @@ import yaml
 
 from lab.cluster import Lab
 from lab.droplet import BOOTED
-from lab.journal_lines import AGENT_STATE, UNIT_ENDED
+from lab.journal_lines import AGENT_STATE, runs_ended
 from lab.spec import decode
 from tests.lab_fixtures import dev_lab
 
@@ -73,11 +73,7 @@ def test_agent_runs_from_its_units_and_timers(dev_lab: Lab) -> None:
     since = time.time()
 
     def ended(unit: str) -> bool:
-        return any(
-            m[2] == unit and float(m[1]) >= since
-            for line in droplet.journal().splitlines()
-            if (m := UNIT_ENDED.match(line))
-        )
+        return runs_ended(droplet.journal(), unit, since) != []
 
     dev_lab.wait_for(lambda: ended("ha-web-reconcile.service"), 15, "a reconcile run by its timer")
     dev_lab.wait_for(lambda: ended("ha-web-peers.service"), 15, "a peers run by its timer")

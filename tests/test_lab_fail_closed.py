@@ -11,13 +11,11 @@ from lab import netns
 from lab.cluster import Lab, LabError
 from lab.droplet import Droplet
 from lab.topology import METADATA_IP
-from tests.lab_fixtures import BOOT_BOUND, MakeLab, journals, make_lab
+from tests.lab_fixtures import BOOT_BOUND, RECONCILE, MakeLab, journals, make_lab, wait_runs
 
 pytestmark = pytest.mark.lab
 __all__ = ["make_lab"]
 METADATA = f"http://{METADATA_IP}/metadata/v1.json"
-WATCH = 12.0
-"""Seconds to watch for a claim: failback would take about 4 s, a reconcile run every 5 s."""
 SERVING_UNITS = (
     "keepalived.service",
     "nginx.service",
@@ -62,7 +60,8 @@ def test_a_node_whose_firewall_fails_to_load_after_a_reboot_neither_serves_nor_c
     lab.boot([primary_name])
     # Every startup job done: a unit whose Requires= failed is then left inactive.
     assert primary.machine.wait_started(60) == "degraded"
-    time.sleep(WATCH)
+    # Each run of the reconcile timer was a chance to claim; failback would take about 4 s.
+    wait_runs(lab, primary, RECONCILE, booted, 3)
 
     assert _state(primary, "ha-web-firewall.service") == "failed"
     states = {unit: _state(primary, unit) for unit in SERVING_UNITS}

@@ -8,13 +8,20 @@ import pytest
 
 from lab import scenarios
 from lab.cluster import Lab
+from lab.droplet import Droplet
 from lab.emulator import Call, Fault
+from lab.journal_lines import runs_ended, stamp
 from tests.lab_fixtures import dev_lab, journals
 
 pytestmark = pytest.mark.lab
 __all__ = ["dev_lab"]
 ACTIONS = "/v2/reserved_ips/*/actions"
 WRONG_TOKEN = "dop_v1_" + "0bad" * 16
+RECONCILE = "ha-web-reconcile.service"
+
+
+def _first_time(droplet: Droplet, text: str) -> float | None:
+    return next((stamp(line) for line in droplet.journal().splitlines() if text in line), None)
 
 
 def _restore_primary(lab: Lab) -> None:
@@ -58,14 +65,21 @@ def test_rejected_token_is_logged_keeps_vrrp_up_and_recovers(dev_lab: Lab) -> No
     try:
         lab.droplets[lab.spec.primary].systemctl("stop", "nginx.service")
         lab.wait_for(
-            lambda: "rejected the token" in backup.journal(), 30, "the agent to log the 401"
+            lambda: _first_time(backup, "rejected the token") is not None,
+            30,
+            "the agent to log the 401",
         )
-        time.sleep(6)  # a reconcile run with the bad token, too
+        rejected = _first_time(backup, "rejected the token") or 0.0
+        lab.wait_for(
+            lambda: runs_ended(backup.journal(), RECONCILE, rejected) != [],
+            30,
+            "a reconcile run with the bad token, too",
+        )
         assert lab.holder() == lab.spec.primary
         assert sorted(backup.pids("keepalived")) == keepalived_before
         for unit in ("keepalived.service", "nginx.service"):
             shown = backup.systemctl("show", "-p", "ActiveState,NRestarts", unit).stdout.split()
-            assert shown == ["ActiveState=active", "NRestarts=0"], (unit, shown)
+            assert sorted(shown) == ["ActiveState=active", "NRestarts=0"], (unit, shown)
         assert "state" in backup.path("/run/ha-web/state.json").read_text()
         assert '"MASTER"' in backup.path("/run/ha-web/state.json").read_text()
     finally:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -48,7 +47,6 @@ def _probe(namespace: str, source: str) -> None:
 def _counts(namespace: str) -> list[int]:
     """Packets seen before and after the ha_web input chain (priority 0)."""
     listing = netns.run(namespace, ["nft", "list", "table", "inet", "lab_probe"]).stdout
-    netns.nft(namespace, "delete table inet lab_probe\n")
     return [int(n) for n in re.findall(r"counter packets (\d+)", listing)]
 
 
@@ -62,11 +60,19 @@ def test_vrrp_from_a_non_peer_is_dropped_by_the_host_firewall(dev_lab: Lab) -> N
         "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112); "
         f"[s.sendto({VRRP_PACKET}, ('{primary.spec.private_ip}', 0)) for _ in range(5)]"
     )
-    netns.run(intruder, ["python3", "-c", send])
-    time.sleep(1.5)
-    assert _counts(primary.netns) == [5, 0]
-    before, after = _counts(backup.netns)
-    assert before > 0 and after == before  # the peer's adverts pass the same firewall
+    try:
+        netns.run(intruder, ["python3", "-c", send])
+        # Each packet either passes the ha_web chain or is dropped there: once the first
+        # counter holds all 5, the second one's count is final.
+        dev_lab.wait_for(
+            lambda: _counts(primary.netns)[0] == 5, 5, "the primary to see the 5 adverts"
+        )
+        assert _counts(primary.netns) == [5, 0]
+        before, after = _counts(backup.netns)
+        assert before > 0 and after == before  # the peer's adverts pass the same firewall
+    finally:
+        for namespace in (primary.netns, backup.netns):
+            netns.nft(namespace, "delete table inet lab_probe\n")
 
 
 def test_token_file_is_0600_and_readable_only_by_the_agent_user(dev_lab: Lab) -> None:
