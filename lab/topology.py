@@ -25,6 +25,13 @@ PREFIX_LEN = 24
 NAT_TABLE = "ha_web_lab"
 
 
+def nic_mac(address: str) -> str:
+    """A droplet's NIC keeps its MAC address through a reboot or a crash, so its peers' and
+    the router's neighbour caches stay right: a fresh random MAC after a crash would leave
+    them sending to the old one for seconds, a delay no droplet has."""
+    return "02:00:" + ":".join(f"{int(octet):02x}" for octet in address.split("."))
+
+
 @dataclass(frozen=True)
 class DropletLinks:
     netns: str
@@ -87,8 +94,8 @@ class Topology:
             ("eth1", f"{links.short}v", self.vpc, "vpc0", links.private_ip),
         )
         for inside, outside, peer_ns, bridge, address in wires:
-            netns.ip("link", "add", inside, "netns", links.netns, "type", "veth",
-                     "peer", "name", outside, "netns", peer_ns)  # fmt: skip
+            netns.ip("link", "add", inside, "address", nic_mac(address), "netns", links.netns,
+                     "type", "veth", "peer", "name", outside, "netns", peer_ns)  # fmt: skip
             netns.ip("-n", peer_ns, "link", "set", outside, "master", bridge, "up")
             netns.ip("-n", links.netns, "addr", "add", f"{address}/{PREFIX_LEN}", "dev", inside)
         self.set_links(links.netns, up=True)

@@ -12,6 +12,7 @@ from lab.bench import Run
 from lab.report import table
 from lab.scenarios import Result
 from lab.spec import SpecError, from_user_data
+from lab.topology import nic_mac
 
 
 def test_user_data_without_agent_settings_is_refused_with_a_reason(tmp_path: Path) -> None:
@@ -61,3 +62,10 @@ def test_bench_tables_flag_missing_points_and_unmet_targets() -> None:
     nginx = next(line for line in targets.splitlines() if "≤ 1.0 s" in line)
     assert nginx.split()[-3:] == ["1.4", "NOT", "MET"]
     assert bench_report.problems(results) == ["nginx #2: timed out"]
+
+
+def test_a_nic_mac_is_local_unicast_and_follows_only_from_its_address() -> None:
+    assert nic_mac("10.10.0.2") == nic_mac("10.10.0.2") == "02:00:0a:0a:00:02"
+    assert nic_mac("203.0.113.11") != nic_mac("203.0.113.12")
+    first_octet = int(nic_mac("192.0.2.255").split(":")[0], 16)
+    assert first_octet & 0b11 == 0b10  # locally administered, not multicast

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from lab import scenarios
+from lab import netns, scenarios
 from lab.cluster import Lab
+from lab.droplet import Droplet
 from lab.state import start_time
 from tests.lab_fixtures import MakeLab, dev_lab, journals, make_lab
 
@@ -28,6 +29,11 @@ def _check(lab: Lab, result: scenarios.Result) -> None:
     assert result.failback_failed == 0, journals(lab)
 
 
+def _macs(droplet: Droplet) -> list[str]:
+    shown = netns.run(droplet.netns, ["ip", "-br", "link", "show", "type", "veth"]).stdout
+    return sorted(line.split()[2] for line in shown.splitlines())
+
+
 def test_steady_state_serves_from_the_primary_without_failures(dev_lab: Lab) -> None:
     result = scenarios.steady_state(dev_lab, seconds=3)
     assert result.failed == 0 and result.requests > 30
@@ -43,7 +49,10 @@ def test_crashing_the_primary_fails_over_and_back_after_reboot(dev_lab: Lab) -> 
     before = {(pid, start_time(pid)) for pid in primary.pids()}
     assert len(before) > 5, before  # systemd, journald, nginx, keepalived, ...
     boots = len(primary.run(["journalctl", "--list-boots", "--no-pager"]).stdout.splitlines())
+    macs = _macs(primary)
     _check(dev_lab, scenarios.crash_primary(dev_lab))
+    # A reboot keeps a droplet's NICs: its peers' neighbour caches stay right.
+    assert _macs(primary) == macs and len(macs) == 2
     # By (pid, start time): a PID namespace's inode number may be reused by the reboot's.
     survivors = [(pid, started) for pid, started in before if start_time(pid) == started]
     assert survivors == [], "processes of the crashed boot outlived its init"
