@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from cloudinit.paths import BUILD_KEEPALIVED
 from components.settings import DEFAULT_KEEPALIVED_VERSION
 from lab.downloads import DOWNLOADS_IP
 from lab.droplet import DropletSpec
@@ -101,9 +102,11 @@ def from_user_data(paths: Sequence[Path], addresses: LabAddresses | None = None)
     tokens: set[str] = set()
     for index, path in enumerate(paths):
         text = path.read_text(encoding="utf-8")
-        files = _write_files(path, text)
+        document = _cloud_config(path, text)
+        files = {str(entry["path"]): entry for entry in document.get("write_files") or []}
         agent = _agent_config(path, files)
         _check_lab_urls(path, agent)
+        _check_keepalived_url(path, document)
         configs.append(agent)
         if TOKEN_FILE in files:
             tokens.add(str(files[TOKEN_FILE].get("content", "")).strip())
@@ -130,11 +133,11 @@ def from_user_data(paths: Sequence[Path], addresses: LabAddresses | None = None)
     return LabSpec(droplets, reserved.pop(), token, primary, True, f"user-data {names}")
 
 
-def _write_files(path: Path, text: str) -> dict[str, dict[str, Any]]:
+def _cloud_config(path: Path, text: str) -> dict[str, Any]:
     if not text.startswith("#cloud-config"):
         raise SpecError(f"{path} does not start with #cloud-config; give cloud-config user-data.")
-    document = yaml.safe_load(text) or {}
-    return {str(entry["path"]): entry for entry in document.get("write_files") or []}
+    document: dict[str, Any] = yaml.safe_load(text) or {}
+    return document
 
 
 def _agent_config(path: Path, files: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -159,6 +162,21 @@ def _check_lab_urls(path: Path, agent: dict[str, Any]) -> None:
                 f"{path}: {AGENT_CONFIG} has {key} {agent.get(key)!r}; the lab's emulator is at "
                 f"{url}. Render it with ha-web:apiBaseUrl={LAB_SETTINGS['ha-web:apiBaseUrl']} and "
                 f"ha-web:metadataBaseUrl={LAB_SETTINGS['ha-web:metadataBaseUrl']}."
+            )
+
+
+def _check_keepalived_url(path: Path, document: Mapping[str, Any]) -> None:
+    """A droplet can reach no download host but the lab's: refuse, before anything boots,
+    user-data whose keepalived build would fail at its download."""
+    for command in document.get("runcmd") or []:
+        if not (isinstance(command, list) and len(command) == 4 and command[0] == BUILD_KEEPALIVED):
+            continue
+        url, version = str(command[1]), str(command[3])
+        if not url.startswith(f"https://{DOWNLOADS_IP}/"):
+            served = KEEPALIVED_URL.format(version=version)
+            raise SpecError(
+                f"{path}: keepalived is downloaded from {url}, which a lab droplet cannot reach; "
+                f"the lab serves it at {served}. Render it with ha-web:keepalivedUrl={served}."
             )
 
 

@@ -11,7 +11,7 @@ from lab import bench_report
 from lab.bench import Run
 from lab.report import table
 from lab.scenarios import Result
-from lab.spec import SpecError, from_user_data
+from lab.spec import KEEPALIVED_URL, SpecError, from_stack, from_user_data
 from lab.topology import nic_mac
 
 
@@ -21,6 +21,30 @@ def test_user_data_without_agent_settings_is_refused_with_a_reason(tmp_path: Pat
         path.write_text("#cloud-config\nwrite_files: []\n")
     with pytest.raises(SpecError, match=r"agent\.json"):
         from_user_data(files)
+
+
+def _user_data_files(tmp_path: Path, settings: dict[str, str]) -> list[Path]:
+    files = []
+    for droplet in from_stack("dev", settings).droplets:
+        files.append(tmp_path / f"{droplet.name}.yaml")
+        files[-1].write_text(droplet.user_data)
+    return files
+
+
+def test_user_data_rendered_for_the_lab_runs_as_it_is(tmp_path: Path) -> None:
+    spec = from_user_data(_user_data_files(tmp_path, {}))
+    assert [d.name for d in spec.droplets] == ["ha-web-dev-0", "ha-web-dev-1"]
+
+
+def test_user_data_whose_keepalived_download_the_lab_cannot_reach_is_refused(
+    tmp_path: Path,
+) -> None:
+    away = {"keepalivedUrl": "https://keepalived.example/keepalived-2.3.4.tar.gz"}
+    with pytest.raises(SpecError) as refused:
+        from_user_data(_user_data_files(tmp_path, away))
+    served = KEEPALIVED_URL.format(version="2.3.4")
+    assert f"ha-web:keepalivedUrl={served}" in str(refused.value)
+    assert "keepalived.example" in str(refused.value)
 
 
 def test_report_table_shows_each_scenario_and_why_it_failed() -> None:
