@@ -28,7 +28,13 @@ from dataclasses import dataclass, field
 
 from lab.cluster import Lab, LabError
 from lab.droplet import Droplet, DropletError
-from lab.journal_lines import KEEPALIVED_STATE, UNIT_ENDED, UNIT_STARTING, UNIT_STOPPING
+from lab.journal_lines import (
+    KEEPALIVED_STATE,
+    UNIT_ENDED,
+    UNIT_STARTING,
+    UNIT_STOPPING,
+    job_began,
+)
 from lab.scenarios import maintenance
 
 TIMER_UNITS = ("ha-web-reconcile.service", "ha-web-peers.service")
@@ -116,7 +122,7 @@ def _primary(lab: Lab) -> Droplet:
     return lab.droplets[lab.spec.primary]
 
 
-def _systemctl(droplet: Droplet, verb: str, unit: str) -> float:
+def _systemctl(lab: Lab, droplet: Droplet, verb: str, unit: str) -> float:
     """Run `systemctl verb unit` in the droplet; when systemd began the job (its "Stopping"
     or "Starting" line), not when the command was asked (nsenter adds a few ms)."""
     asked = time.time()
@@ -126,19 +132,23 @@ def _systemctl(droplet: Droplet, verb: str, unit: str) -> float:
             f"systemctl {verb} {unit} on {droplet.name} failed: {result.stdout}{result.stderr}"
         )
     began = UNIT_STOPPING if verb == "stop" else UNIT_STARTING
-    for line in droplet.journal().splitlines():
-        match = began.match(line)
-        if match and match[2] == unit and float(match[1]) >= asked:
-            return float(match[1])
-    return asked
+    found: list[float] = []
+
+    def logged() -> bool:
+        at = job_began(droplet.journal(), began, unit, asked)
+        found.extend([] if at is None else [at])
+        return bool(found)
+
+    lab.wait_for(logged, 10, f"systemd's line for the {verb} of {unit} on {droplet.name}")
+    return found[0]
 
 
 def stop_nginx(lab: Lab) -> float:
-    return _systemctl(_primary(lab), "stop", "nginx.service")
+    return _systemctl(lab, _primary(lab), "stop", "nginx.service")
 
 
 def start_nginx(lab: Lab) -> None:
-    _systemctl(_primary(lab), "start", "nginx.service")
+    _systemctl(lab, _primary(lab), "start", "nginx.service")
 
 
 def crash(lab: Lab) -> float:
@@ -159,12 +169,12 @@ def kill_keepalived(lab: Lab) -> float:
 
 
 def start_keepalived(lab: Lab) -> None:
-    _systemctl(_primary(lab), "start", "keepalived.service")
+    _systemctl(lab, _primary(lab), "start", "keepalived.service")
 
 
 def failback_fault(lab: Lab) -> float:
     """The recovery is the event here: nginx on the primary starts again."""
-    return _systemctl(_primary(lab), "start", "nginx.service")
+    return _systemctl(lab, _primary(lab), "start", "nginx.service")
 
 
 def prepare_failback(lab: Lab) -> None:

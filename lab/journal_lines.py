@@ -49,3 +49,14 @@ def entered(journal: str, state: str, since: float) -> list[float]:
         and match[2] == state
         and float(match[1]) >= since
     ]
+
+
+def job_began(journal: str, began: re.Pattern[str], unit: str, since: float) -> float | None:
+    """When systemd began the first start or stop job (`began`: UNIT_STARTING, UNIT_STOPPING)
+    of `unit` at or after `since`. journald writes the line after systemctl has returned, so
+    a caller waits for it."""
+    for line in journal.splitlines():
+        match = began.match(line)
+        if match and match[2] == unit and float(match[1]) >= since:
+            return float(match[1])
+    return None

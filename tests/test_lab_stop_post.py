@@ -11,7 +11,7 @@ import pytest
 from lab import scenarios
 from lab.cluster import Lab
 from lab.droplet import Droplet
-from lab.journal_lines import KEEPALIVED_STATE, UNIT_STOPPING, stamp
+from lab.journal_lines import KEEPALIVED_STATE, UNIT_STOPPING, job_began, stamp
 from tests.lab_fixtures import dev_lab, journals
 
 pytestmark = pytest.mark.lab
@@ -73,13 +73,12 @@ def test_stopping_nginx_writes_nginx_down_and_keepalived_faults_at_once(dev_lab:
     def stop(primary: Droplet) -> float:
         asked = time.time()
         assert primary.systemctl("stop", "nginx.service").returncode == 0
-        began = [
-            float(m[1])
-            for line in _after(primary, asked)
-            if (m := UNIT_STOPPING.match(line)) and m[2] == "nginx.service"
-        ]
-        assert began, primary.journal()[-3000:]
-        return began[0]
+        dev_lab.wait_for(
+            lambda: job_began(primary.journal(), UNIT_STOPPING, "nginx.service", asked) is not None,
+            10,
+            "systemd's Stopping line for nginx",
+        )
+        return job_began(primary.journal(), UNIT_STOPPING, "nginx.service", asked) or asked
 
     primary = _fails_over_at_once(dev_lab, stop)
     shown = _unit(primary, "nginx.service")
@@ -96,8 +95,9 @@ def test_sigkill_of_nginx_master_writes_nginx_down_and_kills_its_workers(dev_lab
         return killed
 
     primary = _fails_over_at_once(dev_lab, kill_master)
-    # KillMode=mixed: once the master is gone, systemd SIGKILLs the rest of the unit.
-    assert primary.pids("nginx") == []
+    # KillMode=mixed: once the master is gone, systemd SIGKILLs the rest of the unit (and
+    # reaps them as their new parent: wait for that, not for the kill).
+    dev_lab.wait_for(lambda: primary.pids("nginx") == [], 10, "nginx's workers to be gone")
     shown = _unit(primary, "nginx.service")
     assert (shown["ActiveState"], shown["Result"], shown["NRestarts"]) == ("failed", "signal", "0")
     assert "nginx.service: Main process exited, code=killed, status=9/KILL" in primary.journal()
