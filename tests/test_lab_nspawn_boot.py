@@ -179,7 +179,12 @@ def test_the_units_run_under_real_systemd(booted: Booted) -> None:
 def test_a_hardened_agent_unit_runs_as_its_user_and_logs_to_the_journal(booted: Booted) -> None:
     machine = booted.machine
     machine.run(["systemctl", "start", "ha-web-peers.service"], check=False, timeout=60)
-    journal = machine.journal("-u", "ha-web-peers.service")
+    # journald may write the run's lines after systemctl has returned.
+    deadline = time.monotonic() + 10
+    while "ha-web-agent[" not in (journal := machine.journal("-u", "ha-web-peers.service")):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     # ProtectSystem=strict and PrivateTmp need namespaces inside the container: no 226/NAMESPACE.
     assert "ha-web-agent[" in journal, journal
     assert "status=226" not in journal, journal
