@@ -122,7 +122,7 @@ def _primary(lab: Lab) -> Droplet:
     return lab.droplets[lab.spec.primary]
 
 
-def _systemctl(lab: Lab, droplet: Droplet, verb: str, unit: str) -> float:
+def systemd_job(lab: Lab, droplet: Droplet, verb: str, unit: str) -> float:
     """Run `systemctl verb unit` in the droplet; when systemd began the job (its "Stopping"
     or "Starting" line), not when the command was asked (nsenter adds a few ms)."""
     asked = time.time()
@@ -144,11 +144,11 @@ def _systemctl(lab: Lab, droplet: Droplet, verb: str, unit: str) -> float:
 
 
 def stop_nginx(lab: Lab) -> float:
-    return _systemctl(lab, _primary(lab), "stop", "nginx.service")
+    return systemd_job(lab, _primary(lab), "stop", "nginx.service")
 
 
 def start_nginx(lab: Lab) -> None:
-    _systemctl(lab, _primary(lab), "start", "nginx.service")
+    systemd_job(lab, _primary(lab), "start", "nginx.service")
 
 
 def crash(lab: Lab) -> float:
@@ -169,12 +169,12 @@ def kill_keepalived(lab: Lab) -> float:
 
 
 def start_keepalived(lab: Lab) -> None:
-    _systemctl(lab, _primary(lab), "start", "keepalived.service")
+    systemd_job(lab, _primary(lab), "start", "keepalived.service")
 
 
 def failback_fault(lab: Lab) -> float:
     """The recovery is the event here: nginx on the primary starts again."""
-    return _systemctl(lab, _primary(lab), "start", "nginx.service")
+    return systemd_job(lab, _primary(lab), "start", "nginx.service")
 
 
 def prepare_failback(lab: Lab) -> None:

@@ -21,7 +21,7 @@ from lab.keepalived_source import CACHE_DIR, build_requests, fetch_debian_tarbal
 HTTPS_PORT = 443
 DOWNLOADS_IP = "192.0.2.20"
 """The downloads host, on the router as the API is but at its own address: a release
-server is not api.digitalocean.com, so cutting a droplet off the API (Topology.block_api)
+server is not the API's host, so cutting a droplet off the API (Topology.block_api)
 leaves its download alone."""
 
 

@@ -9,9 +9,10 @@ from collections.abc import Callable
 import pytest
 
 from lab import scenarios
+from lab.bench import systemd_job
 from lab.cluster import Lab
 from lab.droplet import Droplet
-from lab.journal_lines import KEEPALIVED_STATE, UNIT_STOPPING, job_began, stamp
+from lab.journal_lines import KEEPALIVED_STATE, stamp
 from tests.lab_fixtures import dev_lab, journals
 
 pytestmark = pytest.mark.lab
@@ -71,14 +72,7 @@ def _start_nginx_again(lab: Lab, primary: Droplet) -> None:
 
 def test_stopping_nginx_writes_nginx_down_and_keepalived_faults_at_once(dev_lab: Lab) -> None:
     def stop(primary: Droplet) -> float:
-        asked = time.time()
-        assert primary.systemctl("stop", "nginx.service").returncode == 0
-        dev_lab.wait_for(
-            lambda: job_began(primary.journal(), UNIT_STOPPING, "nginx.service", asked) is not None,
-            10,
-            "systemd's Stopping line for nginx",
-        )
-        return job_began(primary.journal(), UNIT_STOPPING, "nginx.service", asked) or asked
+        return systemd_job(dev_lab, primary, "stop", "nginx.service")
 
     primary = _fails_over_at_once(dev_lab, stop)
     shown = _unit(primary, "nginx.service")
